@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the pinned upstream Go tools into ./bin from the Go module proxy.
+# A tool already built at the pinned version (and flags) is reused.
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir="$repo_root/bin"
+mkdir -p "$bin_dir"
+
+helm_version=v3.19.5
+# helm's own release build stamps its version and the Kubernetes version of its
+# client-go (v0.34 -> 1.34); without them `helm version` says "v3.19" and the
+# default capabilities claim Kubernetes 1.20, which breaks kubeVersion checks.
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=34"
+done
+
+# name | module path | version | ldflags
+tools=(
+  "helm|helm.sh/helm/v3/cmd/helm|$helm_version|$helm_ldflags"
+  "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform|v0.7.0|-s -w"
+  "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs|v1.14.2|-s -w"
+)
+
+for entry in "${tools[@]}"; do
+  IFS='|' read -r name module version ldflags <<<"$entry"
+  stamp="$bin_dir/.$name.stamp"
+  want="$version $ldflags"
+  if [[ -x "$bin_dir/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    continue
+  fi
+  echo "building $name $version" >&2
+  CGO_ENABLED=0 GOBIN="$bin_dir" GOFLAGS="-buildvcs=false -trimpath" \
+    go install -ldflags "$ldflags" "$module@$version"
+  echo "$want" >"$stamp"
+done
