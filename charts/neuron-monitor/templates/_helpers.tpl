@@ -59,7 +59,7 @@ Fargate, hybrid or EKS Auto Mode compute, where Neuron DaemonSets cannot run.
 {{- $types := .Values.global.neuron.instanceTypes }}
 {{- if not $types }}
 {{- fail "global.neuron.instanceTypes is empty: list the Neuron instance types this component runs on (e.g. [inf2.xlarge])" }}
-{{- end }}
+{{- end -}}
 nodeAffinity:
   requiredDuringSchedulingIgnoredDuringExecution:
     nodeSelectorTerms:

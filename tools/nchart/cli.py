@@ -1,0 +1,159 @@
+"""The nchart command line: thin commands over the catalog, values, render and lint modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import ExitCode, NchartError
+
+CONTEXT_SETTINGS = {"auto_envvar_prefix": "NCHART", "help_option_names": ["-h", "--help"]}
+
+
+class NchartGroup(click.Group):
+    """Turns NchartError into a one-line message and its exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NchartError as error:
+            click.echo(f"nchart: error: {error.message}", err=True)
+            ctx.exit(int(error.exit_code))
+        except KeyboardInterrupt:
+            click.echo("nchart: interrupted", err=True)
+            ctx.exit(130)
+
+
+def _project(ctx: click.Context) -> Any:
+    from .project import find_project
+
+    root = ctx.obj.get("root") if ctx.obj else None
+    return find_project(Path(root) if root else None)
+
+
+@click.group(cls=NchartGroup, context_settings=CONTEXT_SETTINGS)
+@click.option("--root", type=click.Path(file_okay=False), help="eks-neuron checkout (default: found from the working directory).")
+@click.version_option(__version__, prog_name="nchart")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None) -> None:
+    """Render, lint and drive the eks-neuron charts for a Neuron instance type."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def instances(output: str) -> None:
+    """List the Neuron instance catalog."""
+    from .catalog import load_catalog
+
+    catalog = load_catalog()
+    if output == "json":
+        click.echo(json.dumps([i.as_values() for i in catalog.values()], indent=2))
+        return
+    header = ("INSTANCE", "CHIPS", "CORES/CHIP", "CORES", "DEVICE MEM GiB", "VCPU", "HOST MEM GiB")
+    rows = [
+        (i.name, i.chips, i.cores_per_chip, i.cores, i.device_memory_gib, i.vcpu, i.host_memory_gib)
+        for i in catalog.values()
+    ]
+    widths = [max(len(str(row[c])) for row in [header, *rows]) for c in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _value_options(function: Any) -> Any:
+    function = click.option("--env", "-e", help="Environment: layers values/ENV.yaml (and values/generated/ENV.yaml if present).")(function)
+    function = click.option("-f", "--values", "values_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="Extra values file (repeatable, applied in order).")(function)
+    function = click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE", help="Set a value (repeatable, helm syntax).")(function)
+    return function
+
+
+@cli.command()
+@click.argument("instance")
+@_value_options
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write one file per template under this directory.")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@click.option("--values-only", is_flag=True, help="Print the computed values instead of rendering.")
+@click.option("--release", default="eks-neuron", show_default=True, help="Release name.")
+@click.option("--namespace", "-n", default="kube-system", show_default=True, help="Release namespace.")
+@click.option("--kube-version", help="Kubernetes version to render for (helm --kube-version).")
+@click.pass_context
+def render(
+    ctx: click.Context,
+    instance: str,
+    env: str | None,
+    values_files: tuple[Path, ...],
+    set_values: tuple[str, ...],
+    output_dir: Path | None,
+    output: str,
+    values_only: bool,
+    release: str,
+    namespace: str,
+    kube_version: str | None,
+) -> None:
+    """Render the umbrella chart for INSTANCE (inf2-24xlarge or inf2.24xlarge)."""
+    from . import render as rendering
+    from .catalog import resolve_instance
+    from .values import merged, value_sources
+
+    target = resolve_instance(instance)
+    project = _project(ctx)
+    sources = value_sources(project, target, env, values_files, set_values)
+    if values_only:
+        import yaml
+
+        values = merged(sources)
+        text = json.dumps(values, indent=2) if output == "json" else yaml.safe_dump(values, sort_keys=False)
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    manifests = rendering.render(project, sources, release, namespace, kube_version)
+    if output_dir is not None:
+        written = rendering.write_output_dir(manifests, output_dir)
+        click.echo(f"wrote {len(written)} files under {output_dir} for {target.name}", err=True)
+    elif output == "json":
+        click.echo(json.dumps(rendering.parse_manifests(manifests), indent=2))
+    else:
+        sys.stdout.write(manifests)
+
+
+@cli.command()
+@click.option("--env", "-e", "envs", multiple=True, help="Environment to check (repeatable; default: every values/*.yaml).")
+@click.option("--instance", "-i", "instances_", multiple=True, help="Instance type to check (repeatable; default: the whole catalog).")
+@click.option("--kube-version", default="1.31.0", show_default=True, help="Kubernetes version for schema validation.")
+@click.pass_context
+def lint(ctx: click.Context, envs: tuple[str, ...], instances_: tuple[str, ...], kube_version: str) -> None:
+    """Lint every chart and validate the render of every environment x instance type."""
+    from .lint import run_lint
+
+    report = run_lint(_project(ctx), list(envs), list(instances_), kube_version, progress=lambda m: click.echo(m, err=True))
+    for line in report.lines():
+        click.echo(line)
+    if report.failures:
+        ctx.exit(int(ExitCode.LINT_FAILED))
+
+
+@cli.command()
+@click.argument("instance", default="inf2-24xlarge")
+@click.option("--env", "-e", default="prod", show_default=True)
+@click.option("--runs", type=click.IntRange(min=3), default=15, show_default=True, help="Runs of each command.")
+@click.option("--target", type=float, default=1.2, show_default=True, help="Largest accepted nchart/helm ratio of medians (in-process render).")
+@click.pass_context
+def bench(ctx: click.Context, instance: str, env: str, runs: int, target: float) -> None:
+    """Time `nchart render` against bare `helm template` of the same values (medians)."""
+    from .bench import run_bench
+
+    result = run_bench(_project(ctx), instance, env, runs)
+    for line in result.lines():
+        click.echo(line)
+    if result.in_process_ratio > target:
+        click.echo(f"in-process ratio {result.in_process_ratio:.2f} is over the target {target:.2f}", err=True)
+        ctx.exit(int(ExitCode.BENCH_TARGET_MISSED))
+
+
+def main() -> None:
+    cli(prog_name="nchart")

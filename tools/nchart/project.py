@@ -1,0 +1,74 @@
+"""Where the charts, values and tools of an eks-neuron checkout are."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+from .errors import ExitCode, NchartError
+
+UMBRELLA = "eks-neuron"
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @property
+    def charts_dir(self) -> Path:
+        return self.root / "charts"
+
+    @property
+    def umbrella(self) -> Path:
+        return self.charts_dir / UMBRELLA
+
+    @property
+    def values_dir(self) -> Path:
+        return self.root / "values"
+
+    @property
+    def ci_dir(self) -> Path:
+        return self.root / "ci"
+
+    def env_values(self, env: str) -> Path:
+        return self.values_dir / f"{env}.yaml"
+
+    def generated_values(self, env: str) -> Path:
+        """The overlay `nchart tf apply` writes from Terraform outputs."""
+        return self.values_dir / "generated" / f"{env}.yaml"
+
+    def environments(self) -> list[str]:
+        return sorted(p.stem for p in self.values_dir.glob("*.yaml"))
+
+    def charts(self) -> list[Path]:
+        return sorted(p.parent for p in self.charts_dir.glob("*/Chart.yaml"))
+
+    def tool(self, name: str) -> str:
+        """A tool from the project's bin/ (built by scripts/install-tools.sh), else from PATH."""
+        local = self.root / "bin" / name
+        if local.is_file() and os.access(local, os.X_OK):
+            return str(local)
+        found = shutil.which(name)
+        if found:
+            return found
+        raise NchartError(
+            f"{name} not found in {self.root / 'bin'} or on PATH; run `make tools` to build the pinned version",
+            ExitCode.TOOL_MISSING,
+        )
+
+
+def find_project(start: Path | None = None) -> Project:
+    """The checkout containing `start` (default: the working directory), else the one nchart is installed from."""
+    candidates = []
+    here = (start or Path.cwd()).resolve()
+    candidates.extend([here, *here.parents])
+    candidates.append(Path(__file__).resolve().parents[2])
+    for candidate in candidates:
+        if (candidate / "charts" / UMBRELLA / "Chart.yaml").is_file():
+            return Project(candidate)
+    raise NchartError(
+        f"no eks-neuron checkout found from {here}: expected charts/{UMBRELLA}/Chart.yaml (set NCHART_ROOT)",
+        ExitCode.USAGE,
+    )

@@ -1,0 +1,116 @@
+"""Rendering the umbrella chart through helm (via pyhelm3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import ExitCode, NchartError, UsageError
+from .project import Project
+from .values import Values, ValuesSource, check_sources, merged
+
+DEFAULT_RELEASE = "eks-neuron"
+DEFAULT_NAMESPACE = "kube-system"
+
+# helm logs this for every linked subchart; the links are deliberate (see charts/eks-neuron/Chart.yaml).
+_SYMLINK_NOTICE = re.compile(r"^walk\.go:\d+: found symbolic link in path:.*$\n?", re.MULTILINE)
+_EXECUTION_ERROR = re.compile(r"execution error at \((?P<where>[^)]*)\): (?P<message>.*)", re.DOTALL)
+
+
+def clean_helm_stderr(stderr: str) -> str:
+    text = _SYMLINK_NOTICE.sub("", stderr)
+    text = text.replace("\nUse --debug flag to render out invalid YAML", "")
+    return text.strip()
+
+
+def helm_template_args(
+    chart: Path, release: str, namespace: str, kube_version: str | None = None, api_versions: Iterable[str] = ()
+) -> list[str]:
+    args = ["template", release, str(chart), "--namespace", namespace, "--values", "-"]
+    if kube_version:
+        args += ["--kube-version", kube_version]
+    for api_version in api_versions:
+        args += ["--api-versions", api_version]
+    return args
+
+
+def run_helm(helm: str, args: list[str], values: Values) -> str:
+    """Runs one helm command through pyhelm3, values on stdin; returns stdout."""
+    from pyhelm3 import Command  # pydantic-heavy: imported only when helm runs
+    from pyhelm3 import errors as helm_errors
+
+    # pyhelm3 logs each failed command as a warning; the failure is reported once, by us.
+    logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
+    logging.getLogger("pyhelm3").propagate = False
+
+    command = Command(executable=helm)
+    try:
+        stdout = asyncio.run(command.run(args, json.dumps(values).encode()))
+    except helm_errors.Error as error:
+        raise NchartError(clean_helm_stderr(error.stderr.decode(errors="replace")), ExitCode.TOOL_FAILED) from None
+    except FileNotFoundError:
+        raise NchartError(f"helm not found at {helm}", ExitCode.TOOL_MISSING) from None
+    return str(stdout.decode())
+
+
+def render(
+    project: Project,
+    sources: list[ValuesSource],
+    release: str = DEFAULT_RELEASE,
+    namespace: str = DEFAULT_NAMESPACE,
+    kube_version: str | None = None,
+    api_versions: Iterable[str] = (),
+) -> str:
+    """The umbrella chart rendered with the layered values, as helm prints it."""
+    values = merged(sources)
+    args = helm_template_args(project.umbrella, release, namespace, kube_version, api_versions)
+    try:
+        return run_helm(project.tool("helm"), args, values)
+    except NchartError as error:
+        if error.exit_code != ExitCode.TOOL_FAILED:
+            raise
+        raise _explain_render_failure(project, sources, error.message) from None
+
+
+def _explain_render_failure(project: Project, sources: list[ValuesSource], helm_message: str) -> NchartError:
+    """Turns helm's failure into the user's mistake where it is one: which file, which key."""
+    if "don't meet the specifications of the schema" in helm_message:
+        problems = check_sources(project, sources)
+        if problems:
+            return UsageError("values do not match the chart schema:\n  " + "\n  ".join(problems))
+        return UsageError(helm_message)
+    match = _EXECUTION_ERROR.search(helm_message)
+    if match:
+        return UsageError(f"{match['message'].strip()}\n  (raised by {match['where']})")
+    return NchartError(f"helm template failed:\n{helm_message}", ExitCode.TOOL_FAILED)
+
+
+def parse_manifests(text: str) -> list[dict[str, Any]]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [doc for doc in yaml.load_all(text, Loader=loader) if doc]
+
+
+_SOURCE = re.compile(r"^# Source: (?P<path>.+)$", re.MULTILINE)
+
+
+def write_output_dir(text: str, out_dir: Path) -> list[Path]:
+    """One file per template, at its chart path, as `helm template --output-dir` lays them out."""
+    written: dict[Path, list[str]] = {}
+    for document in text.split("\n---\n"):
+        match = _SOURCE.search(document)
+        if not match:
+            continue
+        relative = Path(match["path"])
+        if relative.is_absolute() or ".." in relative.parts:
+            raise NchartError(f"helm printed an unexpected source path {relative}")
+        written.setdefault(out_dir / relative, []).append(document.strip("-\n") + "\n")
+    for path, documents in written.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("---\n" + "---\n".join(documents), encoding="utf-8")
+    return sorted(written)
