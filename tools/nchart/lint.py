@@ -1,0 +1,267 @@
+"""`nchart lint`: chart metadata, YAML style, helm lint, values schemas, docs and rendered manifests."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .catalog import load_catalog, resolve_instance
+from .errors import NchartError
+from .project import Project
+from .render import clean_helm_stderr, render
+from .tools import run_tool
+from .values import ValuesSource, check_sources, load_values_file, value_sources
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    check: str
+    where: str  # chart, or chart/env/instance for renders
+    file: str
+    message: str
+
+    def line(self) -> str:
+        return f"FAIL [{self.check}] {self.where}: {self.file}: {self.message}"
+
+
+@dataclasses.dataclass
+class LintReport:
+    passed: dict[str, int] = dataclasses.field(default_factory=dict)
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+
+    def ran(self, check: str, count: int = 1) -> None:
+        self.passed[check] = self.passed.get(check, 0) + count
+
+    def fail(self, check: str, where: str, file: str, message: str) -> None:
+        self.failures.append(Failure(check, where, file, message))
+
+    def lines(self) -> list[str]:
+        out = [failure.line() for failure in self.failures]
+        summary = ", ".join(f"{check}: {count}" for check, count in self.passed.items())
+        verdict = f"{len(self.failures)} failure(s)" if self.failures else "all checks passed"
+        out.append(f"nchart lint: {verdict} ({summary})")
+        return out
+
+
+def _relative(project: Project, path: Path) -> str:
+    try:
+        return str(path.relative_to(project.root))
+    except ValueError:
+        return str(path)
+
+
+def _yaml_files(chart: Path) -> list[Path]:
+    return [chart / "Chart.yaml", chart / "values.yaml", *sorted((chart / "ci").glob("*.yaml"))]
+
+
+def check_chart_metadata(project: Project, chart: Path, report: LintReport) -> None:
+    """chart-testing's Chart.yaml schema check (yamale)."""
+    import yamale
+
+    schema = yamale.make_schema(str(project.ci_dir / "chart_schema.yaml"))
+    try:
+        yamale.validate(schema, yamale.make_data(str(chart / "Chart.yaml")))
+    except yamale.YamaleError as error:
+        for result in error.results:
+            for message in result.errors:
+                report.fail("chart-schema", chart.name, _relative(project, chart / "Chart.yaml"), message)
+    report.ran("chart-schema")
+
+
+def check_yaml_style(project: Project, files: Iterable[Path], where: str, report: LintReport) -> None:
+    """chart-testing's yamllint rules."""
+    from yamllint import linter
+    from yamllint.config import YamlLintConfig
+
+    config = YamlLintConfig(file=str(project.ci_dir / "lintconf.yaml"))
+    for path in files:
+        for problem in linter.run(path.read_text(encoding="utf-8"), config, str(path)):
+            if problem.level == "error":
+                report.fail(
+                    "yamllint", where, f"{_relative(project, path)}:{problem.line}:{problem.column}",
+                    f"{problem.desc} ({problem.rule})",
+                )
+        report.ran("yamllint")
+
+
+def check_helm_lint(project: Project, chart: Path, values_files: Iterable[Path | None], report: LintReport) -> None:
+    helm = project.tool("helm")
+    for values_file in values_files:
+        args = [helm, "lint", "--strict", str(chart)]
+        label = "defaults"
+        if values_file is not None:
+            args += ["--values", str(values_file)]
+            label = _relative(project, values_file)
+        result = run_tool(args)
+        if result.returncode != 0:
+            messages = [
+                line.strip() for line in (result.stdout + "\n" + clean_helm_stderr(result.stderr)).splitlines()
+                if "[ERROR]" in line or "[WARNING]" in line or line.startswith("Error")
+            ]
+            report.fail("helm-lint", chart.name, label, "; ".join(messages) or "helm lint failed")
+        report.ran("helm-lint")
+
+
+def check_values_schemas(project: Project, files: Iterable[Path], report: LintReport) -> None:
+    """Every values file of the umbrella, checked against the umbrella and subchart schemas."""
+    for path in files:
+        origin = _relative(project, path)
+        try:
+            source = ValuesSource(origin, load_values_file(path))
+        except NchartError as error:
+            report.fail("values-schema", "eks-neuron", origin, error.message)
+            continue
+        for problem in check_sources(project, [source]):
+            report.fail("values-schema", "eks-neuron", origin, problem.removeprefix(f"{origin}: "))
+        report.ran("values-schema")
+
+
+def check_docs(project: Project, report: LintReport) -> None:
+    """README.md of every chart must be what helm-docs generates from values.yaml."""
+    helm_docs = project.tool("helm-docs")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "charts"
+        shutil.copytree(project.charts_dir, copy, symlinks=True)
+        result = run_tool([helm_docs, "--chart-search-root", str(copy), "--log-level", "error"])
+        if result.returncode != 0:
+            report.fail("helm-docs", "charts", "charts/", result.stderr.strip())
+            return
+        for chart in project.charts():
+            generated = (copy / chart.name / "README.md").read_text(encoding="utf-8")
+            committed_path = chart / "README.md"
+            committed = committed_path.read_text(encoding="utf-8") if committed_path.is_file() else ""
+            if generated != committed:
+                report.fail(
+                    "helm-docs", chart.name, _relative(project, committed_path),
+                    "out of date with values.yaml; run `make docs`",
+                )
+            report.ran("helm-docs")
+
+
+def prepare_kubernetes_schemas(project: Project, kube_version: str) -> Path:
+    """kubeconform-readable copies of the Kubernetes schemas kubernetes-validate ships.
+
+    Its files carry `$id`s under https://kubernetes.io/api/ and refer to `/api/_definitions.json`,
+    which kubeconform would fetch from the network; the copies drop the ids and refer to the
+    definitions file beside them. Built once per Kubernetes version and kubernetes-validate release.
+    """
+    import kubernetes_validate
+    from importlib.metadata import version
+
+    major_minor = ".".join(kube_version.lstrip("v").split(".")[:2])
+    name = f"v{major_minor}.0-local-strict"
+    source = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / name
+    if not source.is_dir():
+        available = sorted(p.name.removesuffix("-local-strict") for p in source.parent.glob("*-local-strict"))
+        raise NchartError(f"no Kubernetes schemas for {kube_version}; available: {', '.join(available)}")
+    target_root = project.root / "build" / "kubeconform-schemas"
+    target = target_root / name
+    stamp = target / ".source"
+    wanted = f"kubernetes-validate {version('kubernetes-validate')}"
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return target_root
+    target.mkdir(parents=True, exist_ok=True)
+    for schema_file in source.glob("*.json"):
+        schema = json.loads(schema_file.read_text(encoding="utf-8"))
+        schema.pop("$id", None)
+        text = json.dumps(schema).replace('"/api/_definitions.json#', '"_definitions.json#')
+        (target / schema_file.name).write_text(text, encoding="utf-8")
+    stamp.write_text(wanted)
+    return target_root
+
+
+def kubeconform_schema_locations(project: Project, kube_version: str) -> list[str]:
+    k8s = prepare_kubernetes_schemas(project, kube_version)
+    return [
+        str(k8s) + "/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+        str(project.ci_dir / "crd-schemas") + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
+    ]
+
+
+def check_renders(
+    project: Project, envs: list[str], instances: list[str], kube_version: str, report: LintReport, progress: Progress
+) -> None:
+    """Renders every env x instance and validates the manifests with kubeconform -strict."""
+    kubeconform = project.tool("kubeconform")
+    with tempfile.TemporaryDirectory() as tmp:
+        rendered: dict[str, str] = {}
+        for env in envs:
+            for name in instances:
+                instance = resolve_instance(name)
+                label = f"eks-neuron/{env}/{instance.name}"
+                try:
+                    sources = value_sources(project, instance, env)
+                    manifests = render(project, sources, kube_version=kube_version)
+                except NchartError as error:
+                    report.fail("render", label, _relative(project, project.env_values(env)), error.message)
+                    continue
+                path = Path(tmp) / f"{env}_{instance.slug}.yaml"
+                path.write_text(manifests, encoding="utf-8")
+                rendered[str(path)] = label
+                report.ran("render")
+        progress(f"rendered {len(rendered)} env x instance combinations; validating with kubeconform")
+        if not rendered:
+            return
+        # Schemas exist per minor version; kubeconform looks them up by the full version.
+        minor_version = ".".join(kube_version.lstrip("v").split(".")[:2]) + ".0"
+        args = [kubeconform, "-strict", "-output", "json", "-kubernetes-version", minor_version]
+        for location in kubeconform_schema_locations(project, kube_version):
+            args += ["-schema-location", location]
+        result = run_tool([*args, *rendered])
+        try:
+            resources = json.loads(result.stdout or "{}").get("resources", [])
+        except json.JSONDecodeError:
+            report.fail("kubeconform", "eks-neuron", "-", (result.stdout + result.stderr).strip()[:2000])
+            return
+        for resource in resources:
+            if resource.get("status") in ("statusValid", "statusSkipped"):
+                continue
+            details = "; ".join(
+                f"{e.get('path', '')}: {e.get('msg', '')}" for e in resource.get("validationErrors") or []
+            ) or resource.get("msg", "")
+            report.fail(
+                "kubeconform", rendered.get(resource.get("filename", ""), resource.get("filename", "?")),
+                f"{resource.get('kind')}/{resource.get('name')}", details,
+            )
+        if result.returncode != 0 and not resources:
+            report.fail("kubeconform", "eks-neuron", "-", (result.stderr or result.stdout).strip()[:2000])
+        report.ran("kubeconform", len(rendered))
+
+
+def run_lint(
+    project: Project,
+    envs: list[str],
+    instances: list[str],
+    kube_version: str,
+    progress: Progress = lambda message: None,
+) -> LintReport:
+    report = LintReport()
+    envs = envs or project.environments()
+    for env in envs:
+        if not project.env_values(env).is_file():
+            report.fail("env", env, _relative(project, project.env_values(env)), "no such environment file")
+    envs = [env for env in envs if project.env_values(env).is_file()]
+    instances = instances or list(load_catalog())
+    for name in instances:
+        resolve_instance(name)  # unknown names stop here with the closest matches
+
+    env_files = [project.env_values(env) for env in envs]
+    for chart in project.charts():
+        progress(f"linting chart {chart.name}")
+        check_chart_metadata(project, chart, report)
+        check_yaml_style(project, _yaml_files(chart), chart.name, report)
+        ci_values = sorted((chart / "ci").glob("*-values.yaml"))
+        extra = env_files if chart == project.umbrella else []
+        check_helm_lint(project, chart, [None, *ci_values, *extra], report)
+    check_yaml_style(project, env_files, "values", report)
+    check_values_schemas(project, [*env_files, *sorted((project.umbrella / "ci").glob("*-values.yaml"))], report)
+    progress("checking chart READMEs")
+    check_docs(project, report)
+    check_renders(project, envs, instances, kube_version, report, progress)
+    return report
