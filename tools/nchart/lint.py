@@ -222,9 +222,10 @@ def check_renders(
         for resource in resources:
             if resource.get("status") in ("statusValid", "statusSkipped"):
                 continue
-            details = "; ".join(
+            # "msg" carries the schema's own words (e.g. additional properties 'x' not allowed).
+            details = resource.get("msg") or "; ".join(
                 f"{e.get('path', '')}: {e.get('msg', '')}" for e in resource.get("validationErrors") or []
-            ) or resource.get("msg", "")
+            )
             report.fail(
                 "kubeconform", rendered.get(resource.get("filename", ""), resource.get("filename", "?")),
                 f"{resource.get('kind')}/{resource.get('name')}", details,

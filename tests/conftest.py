@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nchart.catalog import load_catalog, resolve_instance
+from nchart.project import Project, find_project
+from nchart.render import parse_manifests, render
+from nchart.values import ValuesSource, parse_set, value_sources
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = find_project(ROOT)
+ENVS = PROJECT.environments()
+INSTANCES = list(load_catalog())
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from the current charts")
+
+
+@pytest.fixture(scope="session")
+def project() -> Project:
+    return PROJECT
+
+
+@pytest.fixture(scope="session")
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+@functools.lru_cache(maxsize=None)
+def _render_cached(instance: str | None, env: str | None, sets: tuple[str, ...]) -> str:
+    target = resolve_instance(instance) if instance else None
+    sources = value_sources(PROJECT, target, env)
+    if sets:
+        sources.append(ValuesSource("--set", parse_set(sets)))
+    return render(PROJECT, sources)
+
+
+def render_objects(instance: str | None = None, env: str | None = None, *sets: str) -> list[dict[str, Any]]:
+    return parse_manifests(_render_cached(instance, env, tuple(sets)))
+
+
+def render_text(instance: str | None = None, env: str | None = None, *sets: str) -> str:
+    return _render_cached(instance, env, tuple(sets))
+
+
+def find(objects: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)]
+    assert len(matches) == 1, f"expected one {kind} *{name_suffix}, found {[m['metadata']['name'] for m in matches]}"
+    return matches[0]
+
+
+def find_all(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Project:
+    """A throwaway copy of the charts, values and ci config to break on purpose."""
+    for name in ("charts", "values", "ci"):
+        shutil.copytree(ROOT / name, tmp_path / name, symlinks=True)
+    (tmp_path / "bin").symlink_to(ROOT / "bin")
+    return Project(tmp_path)

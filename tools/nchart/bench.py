@@ -1,0 +1,102 @@
+"""`nchart bench`: nchart render against bare `helm template` of the same values."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from .catalog import resolve_instance
+from .errors import NchartError
+from .project import Project
+from .render import DEFAULT_NAMESPACE, DEFAULT_RELEASE, render
+from .values import merged, value_sources
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    label: str
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        return max(self.samples) - min(self.samples)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchResult:
+    instance: str
+    env: str
+    runs: int
+    helm: Timing
+    in_process: Timing
+    cli: Timing
+
+    @property
+    def in_process_ratio(self) -> float:
+        return self.in_process.median / self.helm.median
+
+    @property
+    def cli_ratio(self) -> float:
+        return self.cli.median / self.helm.median
+
+    def lines(self) -> list[str]:
+        rows = [
+            ("bare helm template (process)", self.helm, 1.0),
+            ("nchart render, in-process (values + helm via pyhelm3)", self.in_process, self.in_process_ratio),
+            ("nchart render, CLI process (Python start + imports)", self.cli, self.cli_ratio),
+        ]
+        out = [f"nchart bench: {self.instance} --env {self.env}, median of {self.runs} runs each"]
+        out.append(f"{'what':58} {'median ms':>10} {'spread ms':>10} {'x helm':>7}")
+        for label, timing, ratio in rows:
+            out.append(f"{label:58} {timing.median * 1000:10.1f} {timing.spread * 1000:10.1f} {ratio:7.2f}")
+        return out
+
+
+def _time(runs: int, action: Callable[[], object]) -> list[float]:
+    action()  # warm the page cache and any lazy imports
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def _run(args: list[str]) -> str:
+    completed = subprocess.run(args, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise NchartError(f"{args[0]} failed while benchmarking: {completed.stderr.strip()[:500]}")
+    return completed.stdout
+
+
+def run_bench(project: Project, instance_name: str, env: str, runs: int) -> BenchResult:
+    instance = resolve_instance(instance_name)
+    sources = value_sources(project, instance, env)
+    helm = project.tool("helm")
+    with tempfile.TemporaryDirectory() as tmp:
+        values_file = Path(tmp) / "values.json"
+        values_file.write_text(json.dumps(merged(sources)), encoding="utf-8")
+        helm_args = [helm, "template", DEFAULT_RELEASE, str(project.umbrella), "--namespace", DEFAULT_NAMESPACE,
+                     "--values", str(values_file)]
+        cli_args = [sys.executable, "-m", "nchart", "--root", str(project.root), "render", instance_name, "--env", env]
+        # The three must print the same manifests, or the comparison means nothing.
+        reference = _run(helm_args)
+        if _run(cli_args) != reference or render(project, sources) != reference:
+            raise NchartError("nchart render and helm template printed different manifests; not benchmarking")
+        helm_timing = Timing("helm", _time(runs, lambda: _run(helm_args)))
+        in_process = Timing(
+            "in-process", _time(runs, lambda: render(project, value_sources(project, instance, env)))
+        )
+        cli_timing = Timing("cli", _time(runs, lambda: _run(cli_args)))
+    return BenchResult(instance.name, env, runs, helm_timing, in_process, cli_timing)
