@@ -30,6 +30,7 @@ demo: install
 	nchart render inf2-24xlarge --env prod
 
 test: install
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 
 bench: install

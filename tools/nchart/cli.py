@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ class NchartGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("nchart: interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:  # a bug in nchart: say so briefly; NCHART_DEBUG=1 shows where
+            if os.environ.get("NCHART_DEBUG"):
+                raise
+            click.echo(f"nchart: internal error: {type(error).__name__}: {error} (rerun with NCHART_DEBUG=1 for details)", err=True)
+            ctx.exit(int(ExitCode.FAILURE))
 
 
 def _project(ctx: click.Context) -> Any:

@@ -182,7 +182,7 @@ def _drop_required(schema: Any) -> Any:
 
 def combined_schema(project: Project) -> dict[str, Any]:
     """The umbrella schema with each subchart section checked by that subchart's own schema."""
-    umbrella = json.loads((project.umbrella / "values.schema.json").read_text(encoding="utf-8"))
+    umbrella: dict[str, Any] = json.loads((project.umbrella / "values.schema.json").read_text(encoding="utf-8"))
     chart_yaml = yaml.safe_load((project.umbrella / "Chart.yaml").read_text(encoding="utf-8"))
     for dependency in chart_yaml.get("dependencies", []):
         name = dependency.get("alias") or dependency["name"]
