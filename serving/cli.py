@@ -1,0 +1,116 @@
+"""eks-neuron-serve: run the server, compile for Neuron, pack for S3, build random test models."""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    NEURON_UNAVAILABLE = 3
+
+
+class ServeGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from .neuron import NeuronUnavailable
+        from .pipeline import ModelLoadError
+
+        try:
+            return super().invoke(ctx)
+        except NeuronUnavailable as error:
+            click.echo(f"serving: error: {error}", err=True)
+            ctx.exit(int(ExitCode.NEURON_UNAVAILABLE))
+        except (ModelLoadError, FileNotFoundError, ValueError) as error:
+            click.echo(f"serving: error: {error}", err=True)
+            ctx.exit(int(ExitCode.USAGE))
+
+
+@click.group(cls=ServeGroup, context_settings={"auto_envvar_prefix": "SERVING", "help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Stable Diffusion 2.1 server for eks-neuron."""
+
+
+@cli.command()
+@click.option("--host", help="Listen address (default: SD_HOST or 0.0.0.0).")
+@click.option("--port", type=int, help="Listen port (default: SD_PORT or 8080).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the HTTP server (settings from SD_* environment variables)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from .app import create_app
+    from .settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        details = "; ".join(f"SD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        raise click.UsageError(f"bad settings: {details}") from None
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        log_level=os.environ.get("SD_LOG_LEVEL", "info"),
+    )
+
+
+@cli.command("compile")
+@click.option("--model-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help="Diffusers pipeline to compile.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Artefact directory to write.")
+@click.option("--tracer", type=click.Choice(["auto", "neuron", "jit"]), default="auto", show_default=True,
+              help="neuron: torch_neuronx.trace; jit: torch.jit.trace (same layout, runs anywhere; for development).")
+@click.option("--cores", type=click.IntRange(min=1), default=2, show_default=True, help="NeuronCores the UNet will be spread over.")
+@click.option("--pack", "tarball", type=click.Path(dir_okay=False, path_type=Path), help="Also pack the result into this tarball (+ .sha256).")
+def compile_command(model_dir: Path, out: Path, tracer: str, cores: int, tarball: Path | None) -> None:
+    """Trace the text encoder, UNet, VAE decoder and post_quant_conv; write the layout the server loads."""
+    from .artefacts import pack
+    from .neuron import compile_pipeline, import_torch_neuronx
+
+    if tracer == "auto":
+        import_torch_neuronx()  # auto means Neuron; say so plainly where it is missing
+        tracer = "neuron"
+    manifest = compile_pipeline(model_dir, out, tracer, cores)
+    click.echo(f"compiled {model_dir} -> {out} ({manifest['tracer']}, {manifest['image_size'][0]}x{manifest['image_size'][1]})")
+    if tarball is not None:
+        digest = pack(out, tarball)
+        click.echo(f"packed {tarball} sha256 {digest}")
+
+
+@cli.command("pack")
+@click.option("--model-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def pack_command(model_dir: Path, out: Path) -> None:
+    """Pack a model directory into a tarball with a .sha256 beside it, for S3."""
+    from .artefacts import pack
+
+    click.echo(f"packed {out} sha256 {pack(model_dir, out)}")
+
+
+@cli.command("build-random-model")
+@click.option("--preset", type=click.Choice(["tiny", "sd21-base"]), default="tiny", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+def build_random_model(preset: str, out: Path, seed: int) -> None:
+    """Write an SD-2.x-shaped pipeline with random weights (no downloads)."""
+    from .random_model import build_random_pipeline
+
+    build_random_pipeline(preset, out, seed)
+    click.echo(f"wrote {preset} pipeline to {out}")
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cli(prog_name="eks-neuron-serve")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Loading the Stable Diffusion pipeline for a backend and generating batches of images."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .neuron import attach_traced_modules, neuron_available, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The model directory is missing, incomplete, or does not fit the backend."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchKey:
+    """Requests that share these can run in one pipeline call."""
+
+    steps: int
+    guidance_scale: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRequest:
+    prompt: str
+    negative_prompt: str
+    seed: int
+
+
+StepCallback = Callable[[float], None]
+
+
+class ImageGenerator:
+    """A loaded pipeline on one backend. `generate` is blocking and not re-entrant: one batch at a time."""
+
+    def __init__(self, pipeline: Any, backend: str, traced: bool) -> None:
+        self.pipeline = pipeline
+        self.backend = backend
+        self.traced = traced
+        self.pipeline.set_progress_bar_config(disable=True)
+        size = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+        self.height = self.width = int(size)
+        self.max_prompt_tokens = int(pipeline.tokenizer.model_max_length) - 2  # start and end tokens
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(self.pipeline.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def generate(self, key: BatchKey, requests: Sequence[ImageRequest], on_step: StepCallback | None = None) -> list[Any]:
+        """PIL images, one per request, in order. Each request's seed alone decides its noise."""
+        import torch
+
+        generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
+        negative = [r.negative_prompt for r in requests]
+        last = [time.perf_counter()]
+
+        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            now = time.perf_counter()
+            if on_step is not None:
+                on_step(now - last[0])
+            last[0] = now
+            return kwargs
+
+        with torch.inference_mode():
+            output = self.pipeline(
+                prompt=[r.prompt for r in requests],
+                negative_prompt=negative if any(negative) else None,
+                num_inference_steps=key.steps,
+                guidance_scale=key.guidance_scale,
+                generator=generators,
+                height=self.height,
+                width=self.width,
+                output_type="pil",
+                callback_on_step_end=step_end,
+            )
+        return list(output.images)
+
+
+def resolve_backend(requested: str, model_dir: Path) -> str:
+    import torch
+
+    manifest = read_manifest(model_dir)
+    if requested != "auto":
+        return requested
+    if manifest is not None and manifest["tracer"] == "neuron" and neuron_available():
+        return "neuron"
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def load_generator(model_dir: Path, backend: str, neuron_cores: int = 2) -> ImageGenerator:
+    """Loads the pipeline from model_dir for the backend ("auto" picks neuron, then cuda, then cpu)."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    if not (model_dir / "model_index.json").is_file():
+        raise ModelLoadError(f"{model_dir}: no model_index.json; expected a diffusers pipeline directory")
+    try:
+        manifest = read_manifest(model_dir)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from error
+    chosen = resolve_backend(backend, model_dir)
+    if chosen == "neuron" and (manifest is None or manifest["tracer"] != "neuron"):
+        raise ModelLoadError(f"{model_dir}: backend neuron needs sub-models compiled for Neuron (run `serving compile`)")
+    if chosen == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("backend cuda requested but no CUDA device is visible")
+
+    dtype = torch.float16 if chosen == "cuda" else torch.float32
+    try:
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            model_dir, torch_dtype=dtype, local_files_only=True, safety_checker=None, requires_safety_checker=False
+        )
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{model_dir}: cannot load the pipeline: {error}") from error
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
+    traced = False
+    if chosen == "cuda":
+        pipeline = pipeline.to("cuda")
+    elif manifest is not None and (chosen == "neuron" or manifest["tracer"] == "jit"):
+        # The Neuron code path; jit-traced artefacts run it on CPU.
+        attach_traced_modules(pipeline, model_dir, manifest, neuron_cores)
+        traced = True
+    log.info("loaded %s on %s (traced sub-models: %s)", model_dir, chosen, traced)
+    return ImageGenerator(pipeline, chosen, traced)

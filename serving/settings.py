@@ -1,0 +1,31 @@
+"""Server settings, read from the environment (prefix SD_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Backend = Literal["auto", "neuron", "cuda", "cpu"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SD_", extra="forbid")
+
+    model_dir: Path = Field(Path("/models/sd21"), description="Diffusers pipeline directory, with neuron/ when compiled")
+    backend: Backend = "auto"
+    max_batch_size: int = Field(4, ge=1, le=64)
+    # Batches also form by themselves while the model is busy; waiting only adds latency when idle.
+    max_batch_wait_ms: float = Field(0.0, ge=0, le=10_000)
+    max_queue: int = Field(32, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    default_steps: int = Field(50, ge=1, le=150)
+    warmup_steps: int = Field(1, ge=0, le=150)
+    # Seconds a shutdown waits for queued and running requests before giving up on them.
+    drain_timeout_s: float = Field(60.0, ge=0)
+    # NeuronCores the UNet is spread over (torch_neuronx.DataParallel); match the pod's neuroncore request.
+    neuron_cores: int = Field(2, ge=1)
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
