@@ -5,9 +5,12 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install tools venv docs lint demo test bench crd-schemas clean
+.PHONY: install install-serving tools venv venv-serving docs lint demo test bench bench-serving crd-schemas clean
 
 install: tools venv
+
+# The model server's dependencies (torch, diffusers: several GB) only where serving code runs.
+install-serving: install venv-serving
 
 tools:
 	bash scripts/install-tools.sh
@@ -17,6 +20,12 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+venv-serving: $(VENV)/.installed-serving
+
+$(VENV)/.installed-serving: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[test,serving]'
 	touch $@
 
@@ -29,12 +38,15 @@ lint: install
 demo: install
 	nchart render inf2-24xlarge --env prod
 
-test: install
+test: install-serving
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 
 bench: install
 	nchart bench inf2-24xlarge --env prod
+
+bench-serving: install-serving
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/serving/loadtest.py
 
 # Regenerates the CRD schemas kubeconform uses (needs the Go module proxy).
 crd-schemas: venv

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import io
 import logging
@@ -70,6 +71,9 @@ class Server:
         self.generator: ImageGenerator | None = None
         self.batcher: Batcher | None = None
         self.loading: asyncio.Task[None] | None = None
+        # Every torch call (load, warm-up, batches) runs on this one thread: each thread that enters
+        # torch gets its own OpenMP team, and two teams spinning on the same cores halve the speed.
+        self.model_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.load_error: str | None = None
         self.ready = False
 
@@ -83,12 +87,14 @@ class Server:
 
     async def _load(self) -> None:
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
         try:
-            self.generator = await asyncio.to_thread(self.load, self.settings)
+            self.generator = await loop.run_in_executor(self.model_thread, self.load, self.settings)
             if self.settings.warmup_steps:
                 # The first call pays for lazy initialisation (and, on Neuron, loading onto the cores).
                 warm = [ImageRequest("warm-up", "", 0)]
-                await asyncio.to_thread(self.generator.generate, BatchKey(self.settings.warmup_steps, 7.5), warm)
+                key = BatchKey(self.settings.warmup_steps, 7.5)
+                await loop.run_in_executor(self.model_thread, self.generator.generate, key, warm)
         except Exception as error:  # reported by /health so the kubelet restarts the pod
             self.load_error = f"{type(error).__name__}: {error}"
             log.error("model load failed: %s", self.load_error)
@@ -98,7 +104,7 @@ class Server:
         self.metrics.info.labels(g.backend, str(g.traced).lower(), str(g.width), str(g.height)).set(1)
         self.batcher = Batcher(
             self.run_batch, self.metrics, self.settings.max_batch_size,
-            self.settings.max_batch_wait_ms / 1000.0, self.settings.max_queue,
+            self.settings.max_batch_wait_ms / 1000.0, self.settings.max_queue, self.model_thread,
         )
         self.batcher.start()
         self.ready = True
@@ -117,6 +123,7 @@ class Server:
             if not finished:
                 log.warning("drain timed out after %.0fs; dropping queued requests", self.settings.drain_timeout_s)
             await self.batcher.close()
+        self.model_thread.shutdown(wait=True, cancel_futures=True)
 
 
 def create_app(settings: Settings | None = None, load: Callable[[Settings], ImageGenerator] | None = None) -> FastAPI:

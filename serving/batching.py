@@ -1,4 +1,9 @@
-"""Dynamic batching: compatible requests share a pipeline call, up to a size, within a wait."""
+"""Dynamic batching: compatible requests share a pipeline call, up to a size, within a wait.
+
+Requests queue while the model is busy and the next call takes every compatible one (up to the
+maximum batch size). When fewer are waiting than the previous batch held, the batcher holds the
+batch open for at most max_wait for the rest to arrive; an idle server never waits.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ class Batcher:
         max_batch_size: int,
         max_wait_s: float,
         max_queue: int,
+        executor: concurrent.futures.Executor,
     ) -> None:
         self._run_batch = run_batch
         self._metrics = metrics
@@ -57,9 +63,10 @@ class Batcher:
         self._inflight = 0
         self._draining = False
         self._worker: asyncio.Task[None] | None = None
-        # One pipeline call at a time: the pipeline is not re-entrant and uses every core anyway.
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
+        # The model's own single thread (see Server): one pipeline call at a time.
+        self._executor = executor
         self._batch_seconds = 1.0  # running estimate, for Retry-After
+        self._recent_batch_size = 1
 
     @property
     def queue_depth(self) -> int:
@@ -116,9 +123,12 @@ class Batcher:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if self.max_wait_s > 0:
-                deadline = self._queue[0].enqueued + self.max_wait_s
-                while self._queue and self._compatible_waiting() < self.max_batch_size:
+            # Hold the batch open (at most max_wait) only when the last batch says more requests are
+            # coming: at low load nothing waits, under load batches fill up to the recent size.
+            target = min(self.max_batch_size, self._recent_batch_size)
+            if self.max_wait_s > 0 and self._compatible_waiting() < target:
+                deadline = time.monotonic() + self.max_wait_s
+                while self._queue and self._compatible_waiting() < target:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
@@ -130,6 +140,7 @@ class Batcher:
                 if not self._queue:
                     continue
             batch = self._take_batch()
+            self._recent_batch_size = len(batch)
             self._inflight = len(batch)
             self._metrics.inflight.set(self._inflight)
             self._metrics.batch_size.observe(len(batch))
@@ -174,7 +185,6 @@ class Batcher:
             if not pending.future.done():
                 pending.future.set_exception(Draining())
         self._queue.clear()
-        self._executor.shutdown(wait=True, cancel_futures=True)
 
     @property
     def draining(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,7 +35,7 @@ class NeuronUnavailable(RuntimeError):
 
 def import_torch_neuronx() -> Any:
     try:
-        import torch_neuronx  # type: ignore[import-not-found]
+        import torch_neuronx
     except ImportError as error:
         raise NeuronUnavailable(
             "torch-neuronx is not installed: the Neuron backend and `compile --tracer neuron` run on inf2/trn1 "
@@ -189,7 +190,9 @@ def compile_pipeline(source_dir: Path, out_dir: Path, tracer: str, cores: int) -
     latent_size = pipeline.unet.config.sample_size
     image_size = latent_size * pipeline.vae_scale_factor
 
-    with torch.no_grad():
+    # Tracing fixes every shape by design, so the tracer's "might not generalize" warnings say nothing.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         input_ids = torch.ones((1, text_len), dtype=torch.int64)
         traced = trace(TextEncoderForTrace(pipeline.text_encoder.eval()), (input_ids,), DEFAULT_COMPILER_ARGS)
         torch.jit.save(traced, traced_dir / TEXT_ENCODER_FILE)

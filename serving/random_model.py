@@ -87,7 +87,7 @@ def build_random_pipeline(preset: str, out_dir: Path, seed: int = 0) -> Path:
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
         prediction_type="epsilon", steps_offset=1,
     )
-    pipeline = StableDiffusionPipeline(
+    pipeline: Any = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )

@@ -17,8 +17,9 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("/models/sd21"), description="Diffusers pipeline directory, with neuron/ when compiled")
     backend: Backend = "auto"
     max_batch_size: int = Field(4, ge=1, le=64)
-    # Batches also form by themselves while the model is busy; waiting only adds latency when idle.
-    max_batch_wait_ms: float = Field(0.0, ge=0, le=10_000)
+    # Longest a batch is held open for requests expected to arrive (see batching.py); an idle
+    # server never waits.
+    max_batch_wait_ms: float = Field(20.0, ge=0, le=10_000)
     max_queue: int = Field(32, ge=1)
     request_timeout_s: float = Field(120.0, gt=0)
     default_steps: int = Field(50, ge=1, le=150)

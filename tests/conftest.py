@@ -66,3 +66,22 @@ def project_copy(tmp_path: Path) -> Project:
         shutil.copytree(ROOT / name, tmp_path / name, symlinks=True)
     (tmp_path / "bin").symlink_to(ROOT / "bin")
     return Project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD-2.x-shaped pipeline with random weights, built here (no downloads)."""
+    import serving_support  # noqa: F401  (sets the offline environment first)
+    from serving.random_model import build_random_pipeline
+
+    return build_random_pipeline("tiny", tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def traced_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline through the compile step (torch.jit tracer): the Neuron artefact layout."""
+    from serving.neuron import compile_pipeline
+
+    out = tmp_path_factory.mktemp("tiny-sd-traced") / "model"
+    compile_pipeline(tiny_model_dir, out, "jit", cores=2)
+    return out
