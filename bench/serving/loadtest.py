@@ -64,7 +64,7 @@ class BarePipeline:
     def throughput(self, runs: int) -> dict[int, float]:
         result = {}
         for batch in CONCURRENCY:
-            repeats = max(2, runs // (2 * batch))
+            repeats = max(3, runs // (2 * batch))
             started = time.perf_counter()
             for run in range(repeats):
                 self.call(batch, 1000 + run * batch)
@@ -166,7 +166,11 @@ def main() -> None:
             asyncio.run(drive(base, 1, 2, args.steps))  # warm the HTTP path
             paired = paired_latency(bare, base, args.runs)
             bare_throughput = bare.throughput(args.runs)
-            served = {c: asyncio.run(drive(base, c, max(args.runs, 3 * c), args.steps)) for c in CONCURRENCY}
+            served = {}
+            for c in CONCURRENCY:
+                # An untimed wave first, so the timed one sees the server's steady state at this load.
+                asyncio.run(drive(base, c, 2 * c, args.steps))
+                served[c] = asyncio.run(drive(base, c, max(args.runs, 6 * c), args.steps))
 
     bare_p50, png_p50, server_p50 = (statistics.median(paired[k]) for k in ("bare", "png", "server"))
     best_bare = max(bare_throughput.values())
