@@ -192,7 +192,7 @@ def compile_pipeline(source_dir: Path, out_dir: Path, tracer: str, cores: int) -
 
     # Tracing fixes every shape by design, so the tracer's "might not generalize" warnings say nothing.
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=torch.jit._trace.TracerWarning)
         input_ids = torch.ones((1, text_len), dtype=torch.int64)
         traced = trace(TextEncoderForTrace(pipeline.text_encoder.eval()), (input_ids,), DEFAULT_COMPILER_ARGS)
         torch.jit.save(traced, traced_dir / TEXT_ENCODER_FILE)

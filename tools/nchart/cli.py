@@ -119,6 +119,9 @@ def render(
         text = json.dumps(values, indent=2) if output == "json" else yaml.safe_dump(values, sort_keys=False)
         click.echo(text, nl=not text.endswith("\n"))
         return
+    for source in sources:
+        if source.note:
+            click.echo(source.note, err=True)
     manifests = rendering.render(project, sources, release, namespace, kube_version)
     if output_dir is not None:
         written = rendering.write_output_dir(manifests, output_dir)

@@ -56,6 +56,10 @@ def _relative(project: Project, path: Path) -> str:
         return str(path)
 
 
+def ci_scenarios(chart: Path) -> list[Path]:
+    return sorted((chart / "ci").glob("*-values.yaml"))
+
+
 def _yaml_files(chart: Path) -> list[Path]:
     return [chart / "Chart.yaml", chart / "values.yaml", *sorted((chart / "ci").glob("*.yaml"))]
 
@@ -195,8 +199,10 @@ def check_renders(
             for name in instances:
                 instance = resolve_instance(name)
                 label = f"eks-neuron/{env}/{instance.name}"
+                # The model server needs NeuronCore-v2+: on inf1 the rest of the stack is checked without it.
+                without_serving = ["sd21-serving.enabled=false"] if instance.core_version == "NC-v1" else []
                 try:
-                    sources = value_sources(project, instance, env)
+                    sources = value_sources(project, instance, env, set_values=without_serving)
                     manifests = render(project, sources, kube_version=kube_version)
                 except NchartError as error:
                     report.fail("render", label, _relative(project, project.env_values(env)), error.message)
@@ -205,7 +211,19 @@ def check_renders(
                 path.write_text(manifests, encoding="utf-8")
                 rendered[str(path)] = label
                 report.ran("render")
-        progress(f"rendered {len(rendered)} env x instance combinations; validating with kubeconform")
+        helm = project.tool("helm")
+        for chart in project.charts():
+            for scenario in ci_scenarios(chart):
+                label = f"{chart.name}/ci/{scenario.name}"
+                result = run_tool([helm, "template", chart.name, str(chart), "--values", str(scenario), "--kube-version", kube_version])
+                if result.returncode != 0:
+                    report.fail("render", label, _relative(project, scenario), clean_helm_stderr(result.stderr))
+                    continue
+                path = Path(tmp) / f"ci_{chart.name}_{scenario.stem}.yaml"
+                path.write_text(result.stdout, encoding="utf-8")
+                rendered[str(path)] = label
+                report.ran("render")
+        progress(f"rendered {len(rendered)} env x instance combinations and chart scenarios; validating with kubeconform")
         if not rendered:
             return
         # Schemas exist per minor version; kubeconform looks them up by the full version.
@@ -257,9 +275,10 @@ def run_lint(
         progress(f"linting chart {chart.name}")
         check_chart_metadata(project, chart, report)
         check_yaml_style(project, _yaml_files(chart), chart.name, report)
-        ci_values = sorted((chart / "ci").glob("*-values.yaml"))
+        # As chart-testing does: the ci/*-values.yaml scenarios when a chart has them, else its defaults.
+        scenarios: list[Path | None] = [*ci_scenarios(chart)] or [None]
         extra = env_files if chart == project.umbrella else []
-        check_helm_lint(project, chart, [None, *ci_values, *extra], report)
+        check_helm_lint(project, chart, [*scenarios, *extra], report)
     check_yaml_style(project, env_files, "values", report)
     check_values_schemas(project, [*env_files, *sorted((project.umbrella / "ci").glob("*-values.yaml"))], report)
     progress("checking chart READMEs")

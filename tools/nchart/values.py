@@ -31,6 +31,8 @@ class ValuesSource:
 
     origin: str
     values: Values
+    # What the layer decided, for the user (printed by `nchart render`).
+    note: str = ""
 
 
 def load_values_file(path: Path) -> Values:
@@ -133,6 +135,93 @@ def instance_values(instance: InstanceType) -> Values:
     }
 
 
+# What a Neuron node keeps for the kubelet, system DaemonSets (device plugin, monitor, NPD, CNI) and
+# the OS: a whole vCPU plus 3% of the rest, 2 GiB plus 5% of memory.
+NODE_RESERVED_VCPU_BASE = 1.0
+NODE_RESERVED_VCPU_SHARE = 0.03
+NODE_RESERVED_MEMORY_GIB_BASE = 2.0
+NODE_RESERVED_MEMORY_SHARE = 0.05
+SERVING = "sd21-serving"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingPlan:
+    """How sd21-serving replicas fill one node of the target instance type."""
+
+    instance: InstanceType
+    cores_per_replica: int
+    resource: str
+    replicas_per_node: int
+    cpu_millicores: int
+    memory_mib: int
+
+    @property
+    def resource_request(self) -> dict[str, int]:
+        if self.resource == "neuron":
+            return {"aws.amazon.com/neuron": self.cores_per_replica // self.instance.cores_per_chip}
+        return {"aws.amazon.com/neuroncore": self.cores_per_replica}
+
+    def summary(self) -> str:
+        (name, count), = self.resource_request.items()
+        return (
+            f"{SERVING} on {self.instance.name}: {self.replicas_per_node} replica(s) per node "
+            f"({self.cores_per_replica} of {self.instance.cores} NeuronCores each, requested as {name}: {count}; "
+            f"{self.cpu_millicores}m CPU and {self.memory_mib}Mi memory each)"
+        )
+
+    def values(self) -> Values:
+        resources = {"requests": {"cpu": f"{self.cpu_millicores}m", "memory": f"{self.memory_mib}Mi"},
+                     "limits": {"memory": f"{self.memory_mib}Mi"}}
+        return {SERVING: {
+            "replicasPerNode": self.replicas_per_node,
+            "neuron": {"coresPerDevice": self.instance.cores_per_chip},
+            "nodeSelector": {"node.kubernetes.io/instance-type": self.instance.name},
+            "resources": resources,
+        }}
+
+
+def plan_serving(instance: InstanceType, serving: Mapping[str, Any]) -> ServingPlan:
+    """Replicas per node and per-replica resources for the serving values in effect; no overcommit."""
+    if instance.core_version == "NC-v1":
+        raise UsageError(
+            f"{SERVING} needs NeuronCore-v2 or later (torch-neuronx); {instance.name} has {instance.core_version} cores. "
+            f"Render without it: --set {SERVING}.enabled=false"
+        )
+    neuron = serving.get("neuron") or {}
+    cores = neuron.get("coresPerReplica", 2)
+    resource = neuron.get("resource", "neuroncore")
+    where = f"{SERVING}.neuron.coresPerReplica"
+    if not isinstance(cores, int) or isinstance(cores, bool) or cores < 1:
+        raise UsageError(f"{where} must be a whole number of NeuronCores >= 1, got {cores!r}")
+    if cores > instance.cores:
+        raise UsageError(f"{where}={cores} does not fit {instance.name}, which has {instance.cores} NeuronCores")
+    if resource == "neuron":
+        if cores % instance.cores_per_chip:
+            raise UsageError(
+                f"{where}={cores} is not a whole number of {instance.name} devices ({instance.cores_per_chip} cores each); "
+                f"use a multiple of {instance.cores_per_chip} or {SERVING}.neuron.resource=neuroncore"
+            )
+        devices = cores // instance.cores_per_chip
+        if instance.allowed_device_counts and devices not in instance.allowed_device_counts:
+            allowed = ", ".join(map(str, instance.allowed_device_counts))
+            raise UsageError(f"{instance.name} pods take {allowed} devices; {where}={cores} means {devices}")
+    elif resource != "neuroncore":
+        raise UsageError(f"{SERVING}.neuron.resource must be neuroncore or neuron, got {resource!r}")
+    replicas = instance.cores // cores
+    vcpu = instance.vcpu - NODE_RESERVED_VCPU_BASE - NODE_RESERVED_VCPU_SHARE * instance.vcpu
+    memory_gib = instance.host_memory_gib - NODE_RESERVED_MEMORY_GIB_BASE - NODE_RESERVED_MEMORY_SHARE * instance.host_memory_gib
+    cpu_millicores = int(vcpu * 1000 / replicas) // 100 * 100
+    memory_mib = int(memory_gib * 1024 / replicas) // 256 * 256
+    return ServingPlan(instance, cores, resource, replicas, cpu_millicores, memory_mib)
+
+
+def serving_defaults(project: Project) -> Values:
+    """sd21-serving values as the charts default them (umbrella over subchart)."""
+    chart = load_values_file(project.charts_dir / SERVING / "values.yaml")
+    umbrella = load_values_file(project.umbrella / "values.yaml").get(SERVING, {})
+    return merge(chart, umbrella)
+
+
 def value_sources(
     project: Project,
     instance: InstanceType | None,
@@ -158,6 +247,12 @@ def value_sources(
     set_list = list(set_values)
     if set_list:
         sources.append(ValuesSource("--set", parse_set(set_list)))
+    if instance is not None:
+        serving = merge(serving_defaults(project), merged(sources).get(SERVING) or {})
+        if serving.get("enabled"):
+            plan = plan_serving(instance, serving)
+            # Right after the instance layer: explicit values in files or --set still win.
+            sources.insert(1, ValuesSource(f"{SERVING} sizing ({instance.name})", plan.values(), plan.summary()))
     return sources
 
 
