@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools venv venv-serving docs lint demo test bench bench-serving crd-schemas clean
+.PHONY: install install-serving tools venv venv-serving schemas docs lint demo test bench bench-serving crd-schemas clean
 
 install: tools venv
 
@@ -28,6 +28,9 @@ venv-serving: $(VENV)/.installed-serving
 $(VENV)/.installed-serving: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[test,serving]'
 	touch $@
+
+schemas:
+	$(VENV)/bin/python scripts/gen-values-schemas.py
 
 docs: tools
 	$(BIN)/helm-docs --chart-search-root charts --log-level warning

@@ -10,7 +10,7 @@ import pytest
 from nchart.catalog import load_catalog, resolve_instance
 from nchart.project import Project, find_project
 from nchart.render import parse_manifests, render
-from nchart.values import ValuesSource, parse_set, value_sources
+from nchart.values import value_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = find_project(ROOT)
@@ -35,10 +35,10 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 @functools.lru_cache(maxsize=None)
 def _render_cached(instance: str | None, env: str | None, sets: tuple[str, ...]) -> str:
     target = resolve_instance(instance) if instance else None
-    sources = value_sources(PROJECT, target, env)
-    if sets:
-        sources.append(ValuesSource("--set", parse_set(sets)))
-    return render(PROJECT, sources)
+    if target is not None and target.core_version == "NC-v1" and env is not None:
+        # As `nchart lint` does: the model server cannot run on inf1, the rest of the stack is checked there.
+        sets = ("sd21-serving.enabled=false", *sets)
+    return render(PROJECT, value_sources(PROJECT, target, env, set_values=sets))
 
 
 def render_objects(instance: str | None = None, env: str | None = None, *sets: str) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ def test_repository_lints_clean_for_every_env_and_instance() -> None:
     assert result.exit_code == 0, result.stdout
     summary = result.stdout.strip().splitlines()[-1]
     assert summary.startswith("nchart lint: all checks passed")
-    assert "render: 36" in summary and "kubeconform: 36" in summary
+    scenarios = len(list(ROOT.glob("charts/*/ci/*-values.yaml")))
+    assert f"render: {36 + scenarios}" in summary and f"kubeconform: {36 + scenarios}" in summary
 
 
 def test_invalid_manifest_field_fails_kubeconform(project_copy: Project) -> None:
@@ -76,3 +77,26 @@ def test_lint_exit_code_is_named(project_copy: Project, tmp_path: Path) -> None:
     result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(project_copy.root), "lint", "--env", "dev", "--instance", "inf2-xlarge"])
     assert result.exit_code == 3
     assert "FAIL [values-schema] eks-neuron: values/dev.yaml: unknownTopLevel: unknown key" in result.stdout
+
+
+def test_invalid_karpenter_node_pool_fails_against_the_crd_schema(project_copy: Project) -> None:
+    template = project_copy.charts_dir / "sd21-serving/templates/karpenter.yaml"
+    template.write_text(template.read_text().replace("    consolidateAfter:", "    consolidateAfterr:"))
+    report = lint(project_copy, ["prod"], ["inf2.xlarge"])
+    failures = [f for f in report.failures if f.check == "kubeconform"]
+    assert any(f.file.startswith("NodePool/") and "consolidateAfterr" in f.message for f in failures), report.lines()
+
+
+def test_invalid_scaled_object_fails_against_the_crd_schema(project_copy: Project) -> None:
+    template = project_copy.charts_dir / "sd21-serving/templates/scaledobject.yaml"
+    template.write_text(template.read_text().replace("  minReplicaCount:", "  minReplicas:"))
+    report = lint(project_copy, ["prod"], ["inf2.xlarge"])
+    assert any(f.check == "kubeconform" and f.file.startswith("ScaledObject/") for f in report.failures), report.lines()
+
+
+def test_values_schemas_are_generated_from_the_script() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "scripts/gen-values-schemas.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -27,9 +27,19 @@ def test_extender_without_my_scheduler_is_refused() -> None:
 
 
 def test_both_schedulers_off_is_a_valid_stack() -> None:
-    objects = render_objects("inf2.xlarge", "dev", "my-scheduler.enabled=false", "neuron-scheduler.enabled=false")
+    objects = render_objects(
+        "inf2.xlarge", "dev", "my-scheduler.enabled=false", "neuron-scheduler.enabled=false", "global.neuron.schedulerName=",
+    )
     assert not [o for o in objects if "scheduler" in o["metadata"]["name"]]
     find(objects, "DaemonSet", "neuron-device-plugin")
+    assert "schedulerName" not in find(objects, "Deployment", "sd21-serving")["spec"]["template"]["spec"]
+
+
+def test_serving_must_not_wait_for_a_disabled_scheduler() -> None:
+    error = render_error("my-scheduler.enabled=false", "neuron-scheduler.enabled=false")
+    assert 'global.neuron.schedulerName is "my-scheduler" but my-scheduler is disabled' in error.message
+    error = render_error("global.neuron.schedulerName=")
+    assert "Neuron workloads would bypass the extender. Set global.neuron.schedulerName: my-scheduler" in error.message
 
 
 def test_recovery_without_an_iam_role_is_refused() -> None:

@@ -1,0 +1,173 @@
+"""sd21-serving rendered through nchart for every Neuron-v2+ instance type and environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ENVS, INSTANCES, ROOT, find, find_all, render_objects
+from nchart.catalog import load_catalog
+from nchart.cli import cli
+from nchart.errors import ExitCode, NchartError
+
+CATALOG = load_catalog()
+SERVING_INSTANCES = [name for name in INSTANCES if CATALOG[name].core_version != "NC-v1"]
+MATRIX = [(env, instance) for env in ENVS for instance in SERVING_INSTANCES]
+
+
+def quantity(value: str) -> float:
+    units = {"m": 1e-3, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def server(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    deployment = find(objects, "Deployment", "sd21-serving")
+    pod = deployment["spec"]["template"]["spec"]
+    return pod, {c["name"]: c for c in pod["containers"]}["server"]
+
+
+@pytest.mark.parametrize("env,instance", MATRIX)
+def test_replicas_fill_a_node_without_overcommit(env: str, instance: str) -> None:
+    facts = CATALOG[instance]
+    pod, container = server(render_objects(instance, env))
+    requests, limits = container["resources"]["requests"], container["resources"]["limits"]
+    assert requests["aws.amazon.com/neuroncore"] == limits["aws.amazon.com/neuroncore"] == 2
+    env_vars = {e["name"]: e.get("value") for e in container["env"]}
+    assert env_vars["SD_NEURON_CORES"] == "2"  # the cores asked for are the cores the UNet is spread over
+    replicas = facts.cores // 2
+    assert replicas * quantity(requests["cpu"]) <= facts.vcpu - 1
+    assert replicas * quantity(requests["memory"]) <= (facts.host_memory_gib - 2) * 2**30
+    assert quantity(requests["cpu"]) >= 0.8 * (facts.vcpu - 1) / replicas  # and the node is used, not left idle
+    assert limits["memory"] == requests["memory"]
+    assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": instance}
+
+
+@pytest.mark.parametrize("env,instance", MATRIX)
+def test_scheduler_tolerations_probes_and_init(env: str, instance: str) -> None:
+    objects = render_objects(instance, env)
+    pod, container = server(objects)
+    assert pod["schedulerName"] == "my-scheduler"
+    for pool in find_all(objects, "NodePool"):
+        for taint in pool["spec"]["template"]["spec"]["taints"]:
+            assert any(t.get("key") == taint["key"] and t.get("effect") == taint["effect"] and t.get("operator") == "Exists"
+                       for t in pod["tolerations"]), taint
+    assert container["startupProbe"]["httpGet"]["path"] == "/ready"
+    assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 300
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    (init,) = pod["initContainers"]
+    assert init["command"] == ["/bin/sh", "/scripts/fetch-model.sh"]
+    init_env = {e["name"]: e["value"] for e in init["env"]}
+    assert init_env["MODEL_S3_URI"] == f"s3://eks-neuron-{env}-models/sd21-512/model.tar.gz"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["model"]["readOnly"] is True and mounts["model"]["mountPath"] == "/models/sd21"
+    assert {m["name"]: m["mountPath"] for m in init["volumeMounts"]}["model"] == "/model"
+    for c in (container, init):
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_environments_choose_autoscaling_and_monitoring() -> None:
+    dev = render_objects("inf2.xlarge", "dev")
+    assert not find_all(dev, "HorizontalPodAutoscaler") and not find_all(dev, "ScaledObject")
+    assert find(dev, "Deployment", "sd21-serving")["spec"]["replicas"] == 1
+    staging = render_objects("inf2.xlarge", "staging")
+    hpa = find(staging, "HorizontalPodAutoscaler", "sd21-serving")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    assert "replicas" not in find(staging, "Deployment", "sd21-serving")["spec"]
+    prod = render_objects("inf2.24xlarge", "prod")
+    scaled = find(prod, "ScaledObject", "sd21-serving")
+    trigger = scaled["spec"]["triggers"][0]
+    assert trigger["type"] == "prometheus"
+    assert trigger["metadata"]["query"] == (
+        'sum(sd_queue_depth{namespace="kube-system",service="eks-neuron-sd21-serving"}) + '
+        'sum(sd_inflight_requests{namespace="kube-system",service="eks-neuron-sd21-serving"})'
+    )
+    assert find(prod, "ServiceMonitor", "sd21-serving")["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert find(prod, "PodDisruptionBudget", "sd21-serving")["spec"]["maxUnavailable"] == 1
+    account = find(prod, "ServiceAccount", "sd21-serving")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/eks-neuron-prod-sd21-serving")
+    ingress = find(prod, "Ingress", "sd21-serving")
+    assert ingress["spec"]["ingressClassName"] == "alb"
+    pod, _ = server(prod)
+    assert pod["volumes"][0] == {"name": "model", "hostPath": {"path": "/var/cache/eks-neuron/sd21", "type": "DirectoryOrCreate"}}
+    node_class = find(prod, "EC2NodeClass", "sd21-serving-neuron")
+    assert "chown 65532:65532 /var/cache/eks-neuron/sd21" in node_class["spec"]["userData"]
+    assert node_class["spec"]["role"] == "eks-neuron-prod-karpenter-node"
+    assert node_class["spec"]["subnetSelectorTerms"] == [{"tags": {"karpenter.sh/discovery": "eks-neuron-prod"}}]
+
+
+def test_karpenter_node_pool_for_inf2() -> None:
+    pool = find(render_objects("inf2.48xlarge", "prod"), "NodePool", "sd21-serving-inf2")
+    spec = pool["spec"]
+    requirements = {r["key"]: r["values"] for r in spec["template"]["spec"]["requirements"]}
+    assert requirements["karpenter.k8s.aws/instance-family"] == ["inf2"]
+    assert requirements["karpenter.k8s.aws/instance-size"] == ["xlarge", "8xlarge", "24xlarge", "48xlarge"]
+    assert spec["template"]["spec"]["taints"] == [{"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"}]
+    assert spec["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+    assert spec["disruption"]["budgets"] == [{"nodes": "10%"}]
+    assert spec["template"]["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "eks-neuron-sd21-serving-neuron"}
+
+
+def test_whole_device_mode_asks_for_devices() -> None:
+    objects = render_objects("trn1.32xlarge", "dev", "sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=8")
+    _, container = server(objects)
+    assert container["resources"]["requests"]["aws.amazon.com/neuron"] == 4
+    assert "aws.amazon.com/neuroncore" not in container["resources"]["requests"]
+    assert {e["name"]: e["value"] for e in container["env"]}["SD_NEURON_CORES"] == "8"
+
+
+@pytest.mark.parametrize(
+    "instance,sets,message",
+    [
+        ("inf2.8xlarge", ["sd21-serving.neuron.coresPerReplica=4"], "sd21-serving.neuron.coresPerReplica=4 does not fit inf2.8xlarge, which has 2 NeuronCores"),
+        ("inf2.24xlarge", ["sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=3"], "is not a whole number of inf2.24xlarge devices"),
+        ("trn1.32xlarge", ["sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=4"], "trn1.32xlarge pods take 1, 4, 8, 16 devices"),
+        ("inf1.6xlarge", [], "sd21-serving needs NeuronCore-v2 or later (torch-neuronx); inf1.6xlarge has NC-v1"),
+        ("inf2.xlarge", ["sd21-serving.neuron.resource=gpu"], "sd21-serving.neuron.resource must be neuroncore or neuron, got 'gpu'"),
+    ],
+)
+def test_bad_sizing_is_refused_with_a_clear_message(instance: str, sets: list[str], message: str) -> None:
+    from nchart.catalog import resolve_instance
+    from nchart.project import find_project
+    from nchart.values import value_sources
+
+    with pytest.raises(NchartError) as caught:
+        value_sources(find_project(ROOT), resolve_instance(instance), "dev", set_values=sets)
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert message in caught.value.message
+
+
+def test_chart_refuses_bad_values_when_rendered_without_nchart() -> None:
+    from nchart.project import find_project
+    from nchart.render import render
+    from nchart.values import ValuesSource
+
+    project = find_project(ROOT)
+    base = {"sd21-serving": {"enabled": True, "model": {"s3Uri": "s3://b/m.tar.gz"}}}
+    cases = [
+        ({"sd21-serving": {"model": {"s3Uri": ""}}}, 'model.s3Uri must be the S3 URI of the compiled model tarball'),
+        ({"sd21-serving": {"neuron": {"resource": "neuron", "coresPerReplica": 3}}}, "is not a multiple of the 2 cores per device"),
+        ({"global": {"neuron": {"instanceTypes": ["inf2.xlarge"], "instance": {"type": "inf2.xlarge", "cores": 2, "coresPerChip": 2}}},
+          "sd21-serving": {"neuron": {"coresPerReplica": 4}}}, "neuron.coresPerReplica 4 does not fit inf2.xlarge, which has 2 NeuronCores"),
+        ({"sd21-serving": {"neuron": {"resource": "device"}}}, "sd21-serving.neuron.resource: 'device' is not one of ['neuroncore', 'neuron']"),
+        ({"sd21-serving": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}, "autoscaling.minReplicas 5 is above maxReplicas 2"),
+    ]
+    for override, message in cases:
+        with pytest.raises(NchartError) as caught:
+            render(project, [ValuesSource("base", base), ValuesSource("case", override)])
+        assert message in caught.value.message, (override, caught.value.message)
+
+
+def test_render_prints_replicas_per_node() -> None:
+    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(ROOT), "render", "inf2-24xlarge", "--env", "prod"])
+    assert result.exit_code == 0, result.stderr
+    assert "sd21-serving on inf2.24xlarge: 6 replica(s) per node (2 of 12 NeuronCores each, requested as aws.amazon.com/neuroncore: 2;" in result.stderr
+    assert "sd21-serving on inf2.xlarge: 1 replica(s) per node" in CliRunner(mix_stderr=False).invoke(
+        cli, ["--root", str(ROOT), "render", "inf2.xlarge", "--env", "dev"]).stderr
