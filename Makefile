@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools venv venv-serving schemas docs lint demo test bench bench-serving crd-schemas clean
+.PHONY: install install-serving tools prometheus venv venv-serving schemas docs lint demo test bench bench-serving crd-schemas clean
 
 install: tools venv
 
@@ -14,6 +14,9 @@ install-serving: install venv-serving
 
 tools:
 	bash scripts/install-tools.sh
+
+prometheus:
+	bash scripts/install-prometheus.sh
 
 venv: $(VENV)/.installed
 
@@ -41,7 +44,7 @@ lint: install
 demo: install
 	nchart render inf2-24xlarge --env prod
 
-test: install-serving
+test: install-serving prometheus
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 

@@ -45,6 +45,13 @@ SA_IRSA = obj({"create": B, "name": S, "annotations": MAP, "iamRoleArn": {"type"
 RBAC = obj({"create": B})
 PDB = obj({"enabled": B, "minAvailable": {"type": ["integer", "string"]}})
 UPDATE = K8S
+RUNBOOK = {"type": "string", "pattern": "^https?://"}
+SIMPLE_SERVICE_MONITOR = obj({"enabled": B, "interval": DURATION, "labels": MAP})
+
+
+def prometheus_rule(**thresholds):
+    return obj({"enabled": B, "labels": MAP, "runbookBaseUrl": RUNBOOK, **thresholds})
+
 COMPUTE = {"type": "array", "items": S}
 
 
@@ -92,22 +99,34 @@ p = common(); p.update({"global": {"type": "object"}, "schedulerName": {"type": 
                      "managedResources": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"^aws\.amazon\.com/neuron(core|device)?$"}},
                      "ignorable": B, "httpTimeout": DURATION}),
     "rbac": RBAC, "podDisruptionBudget": PDB, "podSecurityContext": K8S, "securityContext": K8S,
+    "serviceMonitor": SIMPLE_SERVICE_MONITOR, "prometheusRule": prometheus_rule(),
     "livenessProbe": K8S, "readinessProbe": K8S, "affinity": K8S, "topologySpreadConstraints": LIST})
 write("my-scheduler", p, "my-scheduler values")
 
 p = node_daemonset(); p.update({"port": PORT, "service": obj({"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}, "annotations": MAP}),
     "serviceMonitor": obj({"enabled": B, "interval": DURATION, "scrapeTimeout": DURATION, "labels": MAP,
                            "metricRelabelings": LIST, "relabelings": LIST}),
+    "prometheusRule": prometheus_rule(executionErrorsPerSecond={"type": "number", "exclusiveMinimum": 0}),
     "livenessProbe": K8S, "readinessProbe": K8S})
 write("neuron-monitor", p, "neuron-monitor values")
 
-p = node_daemonset(); p.update({"serviceAccount": SA_IRSA, "rbac": RBAC, "port": PORT,
+p = node_daemonset(); p.update({"serviceAccount": SA_IRSA, "rbac": RBAC, "port": PORT, "metricsPort": PORT,
+    "serviceMonitor": SIMPLE_SERVICE_MONITOR, "prometheusRule": prometheus_rule(),
     "conditionType": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9]*$"},
     "hardwareErrors": {"type": "array", "items": {"type": "string", "pattern": r"^[A-Z0-9_]+$"}, "uniqueItems": True},
     "lookback": DURATION,
     "recovery": obj({"enabled": B, "image": IMAGE, "enableRecovery": B, "resources": RESOURCES}),
     "livenessProbe": K8S})
 write("neuron-problem-detector", p, "neuron-problem-detector values")
+
+write("grafana-dashboards", {
+    "enabled": {"type": "boolean", "description": "Set by the umbrella chart condition."},
+    "global": {"type": "object"},
+    "nameOverride": S, "fullnameOverride": S, "namespaceOverride": S, "commonLabels": MAP,
+    "sidecar": obj({"label": {"type": "string", "minLength": 1}, "labelValue": S,
+                    "folderAnnotation": {"type": "string", "minLength": 1}, "folder": S}),
+    "dashboards": {"type": "array", "items": S, "uniqueItems": True},
+}, "grafana-dashboards values")
 
 # Umbrella: the shape of each subchart section is checked by that subchart's own schema.
 sub = lambda desc: {"type": "object", "description": desc, "properties": {"enabled": B}, "required": ["enabled"]}
@@ -119,6 +138,7 @@ write("eks-neuron", {
     "neuron-monitor": sub("neuron-monitor subchart values"),
     "neuron-problem-detector": sub("neuron-problem-detector subchart values"),
     "sd21-serving": sub("sd21-serving subchart values"),
+    "grafana-dashboards": sub("grafana-dashboards subchart values"),
 }, "eks-neuron values")
 
 # --- sd21-serving ---
@@ -156,7 +176,11 @@ p.update({
     "podDisruptionBudget": obj({"enabled": B, "maxUnavailable": {"type": ["integer", "string"]}}),
     "service": obj({"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}, "port": PORT, "annotations": MAP}),
     "ingress": obj({"enabled": B, "className": S, "annotations": MAP, "host": S, "tlsSecretName": S}),
-    "serviceMonitor": obj({"enabled": B, "interval": DURATION, "labels": MAP}),
+    "serviceMonitor": SIMPLE_SERVICE_MONITOR,
+    "prometheusRule": prometheus_rule(
+        p99LatencySLOSeconds={"type": "number", "exclusiveMinimum": 0},
+        queueSaturationRatio={"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        errorRatio={"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
     "autoscaling": obj({"mode": {"enum": ["none", "hpa", "keda"]}, "minReplicas": {"type": "integer", "minimum": 0},
                         "maxReplicas": {"type": "integer", "minimum": 1},
                         "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1, "maximum": 100},

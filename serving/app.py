@@ -68,6 +68,7 @@ class Server:
         self.settings = settings
         self.load = load
         self.metrics = ServerMetrics()
+        self.metrics.queue_capacity.set(settings.max_queue)
         self.generator: ImageGenerator | None = None
         self.batcher: Batcher | None = None
         self.loading: asyncio.Task[None] | None = None

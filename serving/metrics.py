@@ -18,6 +18,7 @@ class ServerMetrics:
         self.request_seconds = Histogram("sd_http_request_duration_seconds", "HTTP request latency by route and status code.",
                                          ["route", "status"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("sd_queue_depth", "Image requests waiting for a batch slot.", registry=r)
+        self.queue_capacity = Gauge("sd_queue_capacity", "Image requests the queue holds before answering 429.", registry=r)
         self.inflight = Gauge("sd_inflight_requests", "Image requests being generated now.", registry=r)
         self.batch_size = Histogram("sd_batch_size", "Images per pipeline call.", buckets=BATCH_BUCKETS, registry=r)
         self.images = Counter("sd_images_generated", "Images generated.", registry=r)

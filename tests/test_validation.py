@@ -30,7 +30,8 @@ def test_both_schedulers_off_is_a_valid_stack() -> None:
     objects = render_objects(
         "inf2.xlarge", "dev", "my-scheduler.enabled=false", "neuron-scheduler.enabled=false", "global.neuron.schedulerName=",
     )
-    assert not [o for o in objects if "scheduler" in o["metadata"]["name"]]
+    scheduler_objects = [o for o in objects if o["metadata"]["name"].startswith(("eks-neuron-my-scheduler", "eks-neuron-neuron-scheduler"))]
+    assert not scheduler_objects
     find(objects, "DaemonSet", "neuron-device-plugin")
     assert "schedulerName" not in find(objects, "Deployment", "sd21-serving")["spec"]["template"]["spec"]
 

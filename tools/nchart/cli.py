@@ -166,5 +166,29 @@ def bench(ctx: click.Context, instance: str, env: str, runs: int, target: float)
         ctx.exit(int(ExitCode.BENCH_TARGET_MISSED))
 
 
+@cli.group()
+def dashboards() -> None:
+    """Grafana dashboards generated from code (tools/nchart/dashboards.py)."""
+
+
+@dashboards.command("build")
+@click.option("--check", is_flag=True, help="Only compare: exit 3 if the committed JSON differs from the code.")
+@click.pass_context
+def dashboards_build(ctx: click.Context, check: bool) -> None:
+    """Write the dashboards as JSON into charts/grafana-dashboards/dashboards/."""
+    from .dashboards import stale_files, write_all
+
+    out_dir = _project(ctx).charts_dir / "grafana-dashboards" / "dashboards"
+    if check:
+        stale = stale_files(out_dir)
+        if stale:
+            click.echo(f"stale dashboards in {out_dir} (run `nchart dashboards build`): {', '.join(stale)}", err=True)
+            ctx.exit(int(ExitCode.LINT_FAILED))
+        click.echo(f"dashboards in {out_dir} are up to date")
+        return
+    for path in write_all(out_dir):
+        click.echo(f"wrote {path}")
+
+
 def main() -> None:
     cli(prog_name="nchart")
