@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools prometheus venv venv-serving schemas docs lint demo test bench bench-serving crd-schemas clean
+.PHONY: install install-serving tools prometheus checkov venv venv-serving schemas docs lint demo test bench bench-serving crd-schemas clean
 
 install: tools venv
 
@@ -17,6 +17,16 @@ tools:
 
 prometheus:
 	bash scripts/install-prometheus.sh
+
+# checkov has many pinned dependencies of its own: it lives in a venv apart from the project's.
+CHECKOV_VENV ?= .venv-checkov
+checkov: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed:
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.2.469
+	touch $@
 
 venv: $(VENV)/.installed
 
@@ -44,7 +54,7 @@ lint: install
 demo: install
 	nchart render inf2-24xlarge --env prod
 
-test: install-serving prometheus
+test: install-serving prometheus checkov
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 

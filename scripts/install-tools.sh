@@ -23,6 +23,17 @@ tools=(
   "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs|v1.14.2|-s -w"
 )
 
+# terraform: the one on PATH when there is one (>= 1.5); otherwise the last MPL release, which the
+# Go module proxy can build (later releases have replace directives `go install` refuses).
+terraform_ok() {
+  local version
+  version=$("$1" version -json 2>/dev/null | sed -n 's/.*"terraform_version": *"\([0-9.]*\)".*/\1/p')
+  [[ -n "$version" ]] && printf '%s\n1.5.0\n' "$version" | sort -V -C -r
+}
+if ! { command -v terraform >/dev/null && terraform_ok "$(command -v terraform)"; }; then
+  tools+=("terraform|github.com/hashicorp/terraform|v1.5.7|-s -w")
+fi
+
 for entry in "${tools[@]}"; do
   IFS='|' read -r name module version ldflags <<<"$entry"
   stamp="$bin_dir/.$name.stamp"

@@ -62,7 +62,7 @@ def find_all(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Project:
     """A throwaway copy of the charts, values and ci config to break on purpose."""
-    for name in ("charts", "values", "ci"):
+    for name in ("charts", "values", "ci", "terraform"):
         shutil.copytree(ROOT / name, tmp_path / name, symlinks=True)
     (tmp_path / "bin").symlink_to(ROOT / "bin")
     return Project(tmp_path)

@@ -1,0 +1,107 @@
+locals {
+  tags = merge(var.tags, {
+    "eks-neuron/environment" = var.environment
+    "eks-neuron/cluster"     = var.cluster_name
+    "managed-by"             = "terraform"
+  })
+  azs = slice(data.aws_availability_zones.available.names, 0, var.availability_zone_count)
+}
+
+data "aws_availability_zones" "available" {
+  state = "available"
+  filter {
+    name   = "opt-in-status"
+    values = ["opt-in-not-required"]
+  }
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+module "vpc" {
+  #checkov:skip=CKV_TF_1:Registry module pinned to an exact version; commit hashes apply to git sources.
+  source  = "terraform-aws-modules/vpc/aws"
+  version = "5.21.0"
+
+  name = var.cluster_name
+  cidr = var.vpc_cidr
+  azs  = local.azs
+  # /20 private subnets leave room for many pods per Neuron node (VPC CNI: one IP per pod).
+  private_subnets = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, i)]
+  public_subnets  = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 8, 48 + i)]
+
+  enable_nat_gateway     = true
+  single_nat_gateway     = var.environment != "prod"
+  one_nat_gateway_per_az = var.environment == "prod"
+
+  enable_flow_log                      = true
+  create_flow_log_cloudwatch_iam_role  = true
+  create_flow_log_cloudwatch_log_group = true
+
+  public_subnet_tags = {
+    "kubernetes.io/role/elb" = 1
+  }
+  private_subnet_tags = {
+    "kubernetes.io/role/internal-elb" = 1
+    # Karpenter's EC2NodeClass finds subnets by this tag.
+    "karpenter.sh/discovery" = var.cluster_name
+  }
+}
+
+module "eks" {
+  #checkov:skip=CKV_TF_1:Registry module pinned to an exact version; commit hashes apply to git sources.
+  source  = "terraform-aws-modules/eks/aws"
+  version = "20.37.2"
+
+  cluster_name                             = var.cluster_name
+  cluster_version                          = var.cluster_version
+  cluster_endpoint_public_access           = var.cluster_endpoint_public_access
+  enable_cluster_creator_admin_permissions = true
+  enable_irsa                              = true
+
+  vpc_id     = module.vpc.vpc_id
+  subnet_ids = module.vpc.private_subnets
+
+  cluster_addons = {
+    coredns                = {}
+    kube-proxy             = {}
+    vpc-cni                = {}
+    eks-pod-identity-agent = {}
+  }
+
+  eks_managed_node_groups = {
+    core = {
+      instance_types = var.core_node_group.instance_types
+      min_size       = var.core_node_group.min_size
+      max_size       = var.core_node_group.max_size
+      desired_size   = var.core_node_group.desired_size
+      labels = {
+        "eks-neuron/node-role" = "core"
+      }
+    }
+  }
+
+  # Karpenter's EC2NodeClass finds the node security group by this tag.
+  node_security_group_tags = {
+    "karpenter.sh/discovery" = var.cluster_name
+  }
+}
+
+module "karpenter" {
+  #checkov:skip=CKV_TF_1:Registry module pinned to an exact version; commit hashes apply to git sources.
+  source  = "terraform-aws-modules/eks/aws//modules/karpenter"
+  version = "20.37.2"
+
+  cluster_name          = module.eks.cluster_name
+  enable_v1_permissions = true
+
+  enable_pod_identity             = true
+  create_pod_identity_association = true
+  namespace                       = "kube-system"
+
+  node_iam_role_use_name_prefix = false
+  node_iam_role_name            = "${var.cluster_name}-karpenter-node"
+  node_iam_role_additional_policies = {
+    AmazonSSMManagedInstanceCore = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+  }
+}

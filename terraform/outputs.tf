@@ -1,0 +1,46 @@
+# nchart tf apply turns these into values/generated/<environment>.yaml for the charts.
+
+output "cluster_name" {
+  description = "EKS cluster name."
+  value       = module.eks.cluster_name
+}
+
+output "cluster_endpoint" {
+  description = "EKS API endpoint."
+  value       = module.eks.cluster_endpoint
+}
+
+output "region" {
+  description = "AWS region."
+  value       = var.region
+}
+
+output "model_bucket_name" {
+  description = "Bucket of compiled models."
+  value       = aws_s3_bucket.models.id
+}
+
+output "serving_role_arn" {
+  description = "IAM role of the sd21-serving ServiceAccount."
+  value       = aws_iam_role.serving.arn
+}
+
+output "recovery_role_arn" {
+  description = "IAM role of the node-problem-detector ServiceAccount (node recovery)."
+  value       = aws_iam_role.recovery.arn
+}
+
+output "karpenter_node_role_name" {
+  description = "IAM role Karpenter gives Neuron nodes (EC2NodeClass spec.role)."
+  value       = module.karpenter.node_iam_role_name
+}
+
+output "karpenter_queue_name" {
+  description = "SQS queue of EC2 interruption events for the Karpenter controller."
+  value       = module.karpenter.queue_name
+}
+
+output "karpenter_controller_role_arn" {
+  description = "IAM role of the Karpenter controller (EKS Pod Identity)."
+  value       = module.karpenter.iam_role_arn
+}

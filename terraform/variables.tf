@@ -1,0 +1,134 @@
+variable "environment" {
+  description = "Environment name; matches values/<environment>.yaml."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.environment))
+    error_message = "environment must be lowercase letters, digits and dashes (2-21 characters)."
+  }
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region name such as us-east-1."
+  }
+}
+
+variable "cluster_name" {
+  description = "EKS cluster name (global.clusterName in the chart values)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-zA-Z][a-zA-Z0-9-]{0,99}$", var.cluster_name))
+    error_message = "cluster_name must start with a letter and hold letters, digits and dashes (at most 100)."
+  }
+}
+
+variable "cluster_version" {
+  description = "Kubernetes version of the EKS control plane."
+  type        = string
+
+  validation {
+    condition     = can(regex("^1\\.(2[89]|3[0-9])$", var.cluster_version))
+    error_message = "cluster_version must be an EKS Kubernetes minor version from 1.28, such as 1.31."
+  }
+}
+
+variable "cluster_endpoint_public_access" {
+  description = "Whether the EKS API endpoint is reachable from the internet."
+  type        = bool
+  default     = false
+}
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC."
+  type        = string
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    error_message = "vpc_cidr must be an IPv4 CIDR block of /20 or larger."
+  }
+}
+
+variable "availability_zone_count" {
+  description = "Availability zones the VPC spans (inf2 is not offered in every zone; 3 gives Karpenter room)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.availability_zone_count >= 2 && var.availability_zone_count <= 4
+    error_message = "availability_zone_count must be 2 to 4."
+  }
+}
+
+variable "core_node_group" {
+  description = "The managed node group for system pods (schedulers, monitoring, Karpenter)."
+  type = object({
+    instance_types = list(string)
+    min_size       = number
+    max_size       = number
+    desired_size   = number
+  })
+
+  validation {
+    condition = (
+      length(var.core_node_group.instance_types) > 0 &&
+      var.core_node_group.min_size >= 1 &&
+      var.core_node_group.min_size <= var.core_node_group.desired_size &&
+      var.core_node_group.desired_size <= var.core_node_group.max_size
+    )
+    error_message = "core_node_group needs instance types and 1 <= min_size <= desired_size <= max_size."
+  }
+}
+
+variable "model_bucket_name" {
+  description = "S3 bucket for compiled models (from sd21-serving.model.s3Uri)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.model_bucket_name)) && !can(regex("\\.\\.", var.model_bucket_name))
+    error_message = "model_bucket_name must be a valid S3 bucket name (3-63 lowercase letters, digits, dots and dashes)."
+  }
+}
+
+variable "model_key_prefix" {
+  description = "Key prefix of the model objects the serving pods may read (from sd21-serving.model.s3Uri)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^([^/].*/)?$", var.model_key_prefix))
+    error_message = "model_key_prefix must be empty or end with / and not start with one."
+  }
+}
+
+variable "serving_service_account" {
+  description = "Namespace and name of the sd21-serving ServiceAccount that assumes the model-reader role."
+  type = object({
+    namespace = string
+    name      = string
+  })
+}
+
+variable "serving_role_can_upload" {
+  description = "Also let the serving role write models under the prefix (the chart's compile Job uses the same ServiceAccount)."
+  type        = bool
+  default     = false
+}
+
+variable "recovery_service_account" {
+  description = "Namespace and name of the node-problem-detector ServiceAccount that assumes the node-recovery role."
+  type = object({
+    namespace = string
+    name      = string
+  })
+}
+
+variable "tags" {
+  description = "Tags on every resource."
+  type        = map(string)
+  default     = {}
+}

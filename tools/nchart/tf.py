@@ -1,0 +1,217 @@
+"""`nchart tf`: Terraform in terraform/ driven from the chart values, and its outputs fed back as values."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from .errors import ExitCode, NchartError, UsageError
+from .project import Project
+from .values import Values, load_values_file, merge, merged, value_sources
+
+ACTIONS = ("init", "plan", "apply", "destroy")
+SETTINGS_FILE = "environments.yaml"
+# The infrastructure settings environments.yaml may hold (the rest comes from the chart values).
+SETTINGS_KEYS = {
+    "region", "cluster_version", "cluster_endpoint_public_access", "vpc_cidr", "availability_zone_count",
+    "core_node_group", "serving_role_can_upload", "tags",
+}
+REQUIRED_SETTINGS = {"region", "cluster_version", "vpc_cidr", "core_node_group"}
+# terraform output -> where it goes in the chart values
+OVERLAY_OUTPUTS = ("cluster_name", "model_bucket_name", "serving_role_arn", "recovery_role_arn", "karpenter_node_role_name")
+# What terraform prints when it cannot reach the registry for providers or modules.
+_REGISTRY_FAILURE = re.compile(
+    r"(Failed to query available provider packages|Failed to install provider|could not connect to registry|"
+    r"Failed to download module|Error accessing remote module registry|registry\.terraform\.io)", re.IGNORECASE,
+)
+
+Echo = Callable[[str], None]
+
+
+def _chart_fullname(release: str, chart: str, override: str | None = None) -> str:
+    """The charts' fullname helper: the release name alone when it already contains the chart name."""
+    if override:
+        return override[:63].rstrip("-")
+    name = release if chart in release else f"{release}-{chart}"
+    return name[:63].rstrip("-")
+
+
+def _chart_values(project: Project, env: str) -> Values:
+    """values/<env>.yaml over the umbrella and subchart defaults that tfvars read."""
+    defaults: Values = load_values_file(project.umbrella / "values.yaml")
+    for chart in ("sd21-serving", "neuron-problem-detector"):
+        defaults = merge(defaults, {chart: load_values_file(project.charts_dir / chart / "values.yaml")})
+    return merge(defaults, merged(value_sources(project, None, env)))
+
+
+def load_settings(project: Project, tf_dir: Path, env: str) -> dict[str, Any]:
+    path = tf_dir / SETTINGS_FILE
+    if not path.is_file():
+        path = project.root / "terraform" / SETTINGS_FILE
+    settings = load_values_file(path)
+    if env not in settings:
+        raise UsageError(f"{path}: no settings for environment {env!r} (has: {', '.join(settings) or 'none'})")
+    entry = settings[env] or {}
+    unknown = sorted(set(entry) - SETTINGS_KEYS)
+    if unknown:
+        raise UsageError(f"{path}: {env}: unknown keys {', '.join(unknown)}; expected some of {', '.join(sorted(SETTINGS_KEYS))}")
+    missing = sorted(REQUIRED_SETTINGS - set(entry))
+    if missing:
+        raise UsageError(f"{path}: {env}: missing {', '.join(missing)}")
+    return dict(entry)
+
+
+def tfvars(project: Project, tf_dir: Path, env: str, release: str, namespace: str) -> dict[str, Any]:
+    """Terraform variables for env: infrastructure settings plus what the chart values already decide."""
+    env_file = project.env_values(env)
+    if not env_file.is_file():
+        raise UsageError(f"unknown environment {env!r}: {env_file} does not exist (known: {', '.join(project.environments())})")
+    values = _chart_values(project, env)
+    where = env_file.relative_to(project.root)
+    serving = values.get("sd21-serving") or {}
+    uri = str((serving.get("model") or {}).get("s3Uri") or "")
+    match = re.fullmatch(r"s3://([^/]+)/(.+)", uri)
+    if not match:
+        raise UsageError(f"{where}: sd21-serving.model.s3Uri is {uri!r}; the model bucket and key prefix come from it (s3://bucket/prefix/model.tar.gz)")
+    bucket, key = match.groups()
+    prefix = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    npd = values.get("neuron-problem-detector") or {}
+    variables = {
+        "environment": env,
+        "cluster_name": values["global"]["clusterName"],
+        "model_bucket_name": bucket,
+        "model_key_prefix": prefix,
+        "serving_service_account": {
+            "namespace": serving.get("namespaceOverride") or namespace,
+            "name": (serving.get("serviceAccount") or {}).get("name") or _chart_fullname(release, "sd21-serving", serving.get("fullnameOverride")),
+        },
+        "recovery_service_account": {
+            "namespace": npd.get("namespaceOverride") or namespace,
+            "name": (npd.get("serviceAccount") or {}).get("name") or _chart_fullname(release, "neuron-problem-detector", npd.get("fullnameOverride")),
+        },
+    }
+    variables.update(load_settings(project, tf_dir, env))
+    return variables
+
+
+def write_tfvars(tf_dir: Path, env: str, variables: dict[str, Any]) -> Path:
+    path = tf_dir / "generated" / f"{env}.tfvars.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(variables, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def run_terraform(terraform: str, tf_dir: Path, args: list[str], echo: Echo, capture: bool = False) -> str:
+    """Runs terraform -chdir=tf_dir ARGS without a shell, streaming its output; returns it when captured."""
+    command = [terraform, f"-chdir={tf_dir}", *args]
+    env = {**os.environ, "TF_IN_AUTOMATION": "1"}
+    tail: deque[str] = deque(maxlen=200)
+    try:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdin=None if sys.stdin and sys.stdin.isatty() else subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise NchartError(f"terraform not found at {terraform}; run `make tools`", ExitCode.TOOL_MISSING) from None
+    assert process.stdout is not None
+    output = []
+    for line in process.stdout:
+        tail.append(line)
+        if capture:
+            output.append(line)
+        else:
+            echo(line.rstrip("\n"))
+    code = process.wait()
+    if code != 0:
+        text = "".join(tail)
+        if args[0] == "init" and _REGISTRY_FAILURE.search(text):
+            raise NchartError(
+                f"terraform init in {tf_dir} could not fetch providers or modules from the Terraform registry. "
+                "Run it where the registry is reachable, or point TF_CLI_CONFIG_FILE at a provider mirror "
+                "(provider_installation) and vendor the modules.",
+                ExitCode.TOOL_FAILED,
+            )
+        detail = text.strip()[-1500:] if capture else "see its output above"
+        raise NchartError(f"terraform {args[0]} failed (exit {code}): {detail}", ExitCode.TOOL_FAILED)
+    return "".join(output)
+
+
+def overlay_from_outputs(outputs: dict[str, Any], values: Values) -> Values:
+    """Chart values from `terraform output -json`: what the charts need to find what Terraform made."""
+    missing = [name for name in OVERLAY_OUTPUTS if name not in outputs]
+    if missing:
+        raise NchartError(f"terraform outputs lack {', '.join(missing)}; the module must output them")
+    value = {name: outputs[name]["value"] for name in OVERLAY_OUTPUTS}
+    key = re.sub(r"^s3://[^/]+/", "", str(values["sd21-serving"]["model"]["s3Uri"]))
+    return {
+        "global": {"clusterName": value["cluster_name"]},
+        "neuron-problem-detector": {"serviceAccount": {"iamRoleArn": value["recovery_role_arn"]}},
+        "sd21-serving": {
+            "serviceAccount": {"iamRoleArn": value["serving_role_arn"]},
+            "model": {"s3Uri": f"s3://{value['model_bucket_name']}/{key}"},
+            "karpenter": {"nodeClass": {"role": value["karpenter_node_role_name"]}},
+        },
+    }
+
+
+def write_overlay(project: Project, env: str, overlay: Values) -> Path:
+    path = project.generated_values(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Generated by `nchart tf apply --env {env}` from terraform outputs; do not edit.\n"
+    path.write_text(header + yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run(
+    project: Project, tf_dir: Path, action: str, env: str, release: str, namespace: str,
+    auto_approve: bool, echo: Echo,
+) -> list[Path]:
+    """One `nchart tf ACTION`; returns the files it wrote."""
+    if action not in ACTIONS:
+        raise UsageError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    if not (tf_dir / "variables.tf").is_file():
+        raise UsageError(f"{tf_dir}: not a Terraform module (no variables.tf)")
+    terraform = project.tool("terraform")
+    variables = tfvars(project, tf_dir, env, release, namespace)
+    var_file = write_tfvars(tf_dir, env, variables)
+    written = [var_file]
+    relative_var_file = str(var_file.relative_to(tf_dir))
+    if action == "init" or not (tf_dir / ".terraform").is_dir():
+        run_terraform(terraform, tf_dir, ["init", "-input=false"], echo)
+    # One state per environment.
+    run_terraform(terraform, tf_dir, ["workspace", "select", "-or-create", env], echo)
+    approve = ["-auto-approve"] if auto_approve else []
+    if action == "plan":
+        run_terraform(terraform, tf_dir, ["plan", "-input=false", f"-var-file={relative_var_file}", f"-out=generated/{env}.tfplan"], echo)
+        written.append(tf_dir / "generated" / f"{env}.tfplan")
+    elif action == "apply":
+        run_terraform(terraform, tf_dir, ["apply", "-input=false", f"-var-file={relative_var_file}", *approve], echo)
+        outputs = json.loads(run_terraform(terraform, tf_dir, ["output", "-json"], echo, capture=True))
+        overlay = overlay_from_outputs(outputs, _chart_values(project, env))
+        written.append(write_overlay(project, env, overlay))
+    elif action == "destroy":
+        run_terraform(terraform, tf_dir, ["destroy", "-input=false", f"-var-file={relative_var_file}", *approve], echo)
+        overlay_path = project.generated_values(env)
+        if overlay_path.is_file():
+            overlay_path.unlink()
+    return written
+
+
+def terraform_blocks(tf_dir: Path, kind: str) -> set[str]:
+    """Names of `variable` or `output` blocks in a module's .tf files."""
+    names = set()
+    for path in tf_dir.glob("*.tf"):
+        names.update(re.findall(rf'^{kind}\s+"([^"]+)"', path.read_text(encoding="utf-8"), flags=re.MULTILINE))
+    return names
+
+
+def describe(paths: Iterable[Path]) -> str:
+    return ", ".join(str(p) for p in paths)
