@@ -1,6 +1,16 @@
 # Roles for pods, through IAM roles for service accounts: each trusts exactly one ServiceAccount.
 
-data "aws_iam_policy_document" "serving_trust" {
+locals {
+  # The ServiceAccount each pod role trusts.
+  pod_roles = {
+    serving  = var.serving_service_account
+    recovery = var.recovery_service_account
+  }
+}
+
+data "aws_iam_policy_document" "pod_trust" {
+  for_each = local.pod_roles
+
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
@@ -10,7 +20,7 @@ data "aws_iam_policy_document" "serving_trust" {
     condition {
       test     = "StringEquals"
       variable = "${module.eks.oidc_provider}:sub"
-      values   = ["system:serviceaccount:${var.serving_service_account.namespace}:${var.serving_service_account.name}"]
+      values   = ["system:serviceaccount:${each.value.namespace}:${each.value.name}"]
     }
     condition {
       test     = "StringEquals"
@@ -23,7 +33,7 @@ data "aws_iam_policy_document" "serving_trust" {
 resource "aws_iam_role" "serving" {
   name               = "${var.cluster_name}-sd21-serving"
   description        = "Reads compiled models from ${var.model_bucket_name}/${var.model_key_prefix}"
-  assume_role_policy = data.aws_iam_policy_document.serving_trust.json
+  assume_role_policy = data.aws_iam_policy_document.pod_trust["serving"].json
 }
 
 data "aws_iam_policy_document" "serving" {
@@ -63,30 +73,10 @@ resource "aws_iam_role_policy" "serving" {
   policy = data.aws_iam_policy_document.serving.json
 }
 
-data "aws_iam_policy_document" "recovery_trust" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [module.eks.oidc_provider_arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${module.eks.oidc_provider}:sub"
-      values   = ["system:serviceaccount:${var.recovery_service_account.namespace}:${var.recovery_service_account.name}"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${module.eks.oidc_provider}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "recovery" {
   name               = "${var.cluster_name}-npd-recovery"
   description        = "Lets node-problem-detector's recovery container replace Neuron nodes with hardware errors"
-  assume_role_policy = data.aws_iam_policy_document.recovery_trust.json
+  assume_role_policy = data.aws_iam_policy_document.pod_trust["recovery"].json
 }
 
 data "aws_iam_policy_document" "recovery" {

@@ -6,7 +6,6 @@ import contextlib
 import http.server
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ import httpx
 import yaml
 
 from conftest import render_objects
+from serving_support import free_port
 
 RELEASE_JOBS = {
     "neuron-monitor": "eks-neuron-neuron-monitor",
@@ -38,12 +38,6 @@ def rendered_rule_groups() -> list[dict[str, Any]]:
 def write_rules_file(path: Path) -> Path:
     path.write_text(yaml.safe_dump({"groups": rendered_rule_groups()}, sort_keys=False), encoding="utf-8")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -99,12 +100,10 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
     }
     with static_exporter(files) as exporter, uvicorn_server(ready_app(tiny_model_dir)) as server_url:
         with httpx.Client(base_url=server_url, timeout=60) as client:
-            deadline = 60
-            while client.get("/ready").status_code != 200 and deadline:
-                import time
-
+            deadline = time.monotonic() + 60
+            while client.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, "model server never became ready"
                 time.sleep(0.1)
-                deadline -= 1
             for seed in range(3):
                 assert client.post("/v1/images/generations", json={"prompt": "a lighthouse", "steps": 2, "seed": seed}).status_code == 200
             assert client.post("/v1/images/generations", json={"prompt": ""}).status_code == 422
@@ -115,8 +114,6 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
         scrape_configs.append({"job_name": RELEASE_JOBS["serving"], "static_configs": [{"targets": [server_url.removeprefix("http://")]}]})
         with prometheus(workdir, scrape_configs, rules) as base:
             # Enough scrapes for rate() and a few rule evaluations.
-            import time
-
             deadline_s = time.monotonic() + 60
             while time.monotonic() < deadline_s:
                 ready = query(base, "job:sd_images_generated:rate5m")["data"]["result"]

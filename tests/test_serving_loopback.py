@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from serving_support import metric_value, ready_app, uvicorn_server
+from serving_support import free_port, metric_value, ready_app, uvicorn_server
 
 ROUTE = "/v1/images/generations"
 pytestmark = pytest.mark.slow
@@ -149,12 +148,6 @@ def test_timeout_answers_504_and_frees_the_slot(tiny_model_dir: Path) -> None:
         quick = httpx.post(f"{base}{ROUTE}", json={"prompt": "quick", "steps": 1}, timeout=30)
         assert quick.status_code == 200
         assert metric_value(httpx.get(f"{base}/metrics").text, "sd_rejected_requests_total", {"reason": "timeout"}) == 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_sigterm_drains_in_flight_requests(tiny_model_dir: Path) -> None:

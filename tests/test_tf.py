@@ -71,7 +71,7 @@ def test_checkov_finds_nothing_unjustified() -> None:
     summary = report["summary"]
     failed = [f"{c['check_id']} {c['resource']} {c['file_path']}" for c in report["results"]["failed_checks"]]
     assert summary["failed"] == 0, failed
-    assert summary["passed"] >= 80
+    assert summary["passed"] >= 50  # it really scanned the module
     skipped = report["results"]["skipped_checks"]
     assert all(check["check_result"].get("suppress_comment") for check in skipped), "every skip needs a reason"
 
