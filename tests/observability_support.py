@@ -16,7 +16,7 @@ import httpx
 import yaml
 
 from conftest import render_objects
-from serving_support import free_port
+from serving.local import free_port
 
 RELEASE_JOBS = {
     "neuron-monitor": "eks-neuron-neuron-monitor",

@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-import yaml
 from click.testing import CliRunner
 
 import serving_support  # noqa: F401  (offline environment for the model server)

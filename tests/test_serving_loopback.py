@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from serving_support import free_port, metric_value, ready_app, uvicorn_server
+from serving.local import server_process
+from serving_support import metric_value, ready_app, uvicorn_server
 
 ROUTE = "/v1/images/generations"
 pytestmark = pytest.mark.slow
@@ -151,21 +150,8 @@ def test_timeout_answers_504_and_frees_the_slot(tiny_model_dir: Path) -> None:
 
 
 def test_sigterm_drains_in_flight_requests(tiny_model_dir: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "SD_MODEL_DIR": str(tiny_model_dir), "SD_BACKEND": "cpu", "SD_PORT": str(port),
-           "SD_HOST": "127.0.0.1", "SD_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "serving", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+    settings = {"SD_MODEL_DIR": str(tiny_model_dir), "SD_BACKEND": "cpu", "SD_LOG_LEVEL": "warning"}
+    with server_process(settings, ready_timeout_s=90, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as (base, process):
 
         async def request_then_terminate() -> httpx.Response:
             async with httpx.AsyncClient(base_url=base, timeout=60) as client:
@@ -182,7 +168,3 @@ def test_sigterm_drains_in_flight_requests(tiny_model_dir: Path) -> None:
         assert "Traceback" not in output, output
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{base}/health", timeout=2)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

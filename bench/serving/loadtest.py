@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -93,12 +90,6 @@ def paired_latency(bare: BarePipeline, base: str, runs: int) -> dict[str, list[f
     return samples
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def drive(base: str, concurrency: int, requests: int, steps: int) -> dict[str, float]:
     latencies: list[float] = []
     counter = iter(range(requests))
@@ -120,30 +111,6 @@ async def drive(base: str, concurrency: int, requests: int, steps: int) -> dict[
     return {"p50": statistics.median(latencies), "p99": percentile(latencies, 99), "images_per_s": requests / wall}
 
 
-@contextlib.contextmanager
-def running_server(model_dir: Path, backend: str, max_batch: int) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "SD_MODEL_DIR": str(model_dir), "SD_BACKEND": backend, "SD_PORT": str(port), "SD_HOST": "127.0.0.1",
-           "SD_MAX_BATCH_SIZE": str(max_batch), "SD_MAX_QUEUE": "256", "SD_LOG_LEVEL": "warning", "SD_REQUEST_TIMEOUT_S": "3600"}
-    process = subprocess.Popen([sys.executable, "-m", "serving", "serve"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 1800
-        while True:
-            try:
-                if httpx.get(f"{base}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("server did not become ready")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=120)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=["tiny", "sd21-base"], default="tiny")
@@ -155,13 +122,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
 
+    from serving.local import server_process
     from serving.pipeline import resolve_backend
     from serving.random_model import build_random_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or build_random_pipeline(args.preset, Path(tmp) / args.preset)
         backend = resolve_backend(args.backend, model_dir)
-        with running_server(model_dir, backend, args.max_batch) as base:
+        settings = {"SD_MODEL_DIR": str(model_dir), "SD_BACKEND": backend, "SD_MAX_BATCH_SIZE": str(args.max_batch),
+                    "SD_MAX_QUEUE": "256", "SD_LOG_LEVEL": "warning", "SD_REQUEST_TIMEOUT_S": "3600"}
+        with server_process(settings, ready_timeout_s=1800) as (base, _):
             bare = BarePipeline(model_dir, backend, args.steps)
             asyncio.run(drive(base, 1, 2, args.steps))  # warm the HTTP path
             paired = paired_latency(bare, base, args.runs)

@@ -126,8 +126,8 @@ SERVING = DashboardSpec(
                 _q(f'max(job:sd_image_request_duration_seconds:p{q}_5m{{job=~"$job"}})', f"p{q}") for q in (50, 95, 99)
             ), unit="s"),
             PanelSpec("4xx and 5xx per second", (
-                _q(f'sum(job_route_status:sd_http_requests:rate5m{{job=~"$job", status=~"4.."}}) or vector(0)', "4xx"),
-                _q(f'sum(job_route_status:sd_http_requests:rate5m{{job=~"$job", status=~"5.."}}) or vector(0)', "5xx"),
+                _q('sum(job_route_status:sd_http_requests:rate5m{job=~"$job", status=~"4.."}) or vector(0)', "4xx"),
+                _q('sum(job_route_status:sd_http_requests:rate5m{job=~"$job", status=~"5.."}) or vector(0)', "5xx"),
             ), unit="reqps"),
             PanelSpec("Rejected requests by reason", (_q('sum by (reason) (rate(sd_rejected_requests_total{job=~"$job"}[$__rate_interval]))', "{{reason}}"),), unit="reqps"),
         )),

@@ -1,0 +1,53 @@
+"""The server as a local process on loopback, for benchmarks and tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Iterator
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(settings: dict[str, str], ready_timeout_s: float = 600, **popen: Any) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m serving serve` with SD_* settings on a free loopback port, once /ready answers 200.
+
+    Yields the base URL and the process; stops the process on exit if it still runs.
+    """
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **settings, "SD_HOST": "127.0.0.1", "SD_PORT": str(port)}
+    process = subprocess.Popen([sys.executable, "-m", "serving", "serve"], env=env, **popen)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                if httpx.get(f"{base}/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server was not ready within {ready_timeout_s:.0f}s")
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
