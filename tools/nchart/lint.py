@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 from .catalog import load_catalog, resolve_instance
 from .errors import NchartError
 from .project import Project
-from .render import clean_helm_stderr, render
+from .render import clean_helm_stderr, helm_template_args, render, run_helm
 from .tools import run_tool
 from .values import ValuesSource, check_sources, load_values_file, value_sources
 
@@ -215,12 +215,14 @@ def check_renders(
         for chart in project.charts():
             for scenario in ci_scenarios(chart):
                 label = f"{chart.name}/ci/{scenario.name}"
-                result = run_tool([helm, "template", chart.name, str(chart), "--values", str(scenario), "--kube-version", kube_version])
-                if result.returncode != 0:
-                    report.fail("render", label, _relative(project, scenario), clean_helm_stderr(result.stderr))
+                try:
+                    args = helm_template_args(chart, chart.name, "default", kube_version)
+                    manifests = run_helm(helm, args, load_values_file(scenario))
+                except NchartError as error:
+                    report.fail("render", label, _relative(project, scenario), error.message)
                     continue
                 path = Path(tmp) / f"ci_{chart.name}_{scenario.stem}.yaml"
-                path.write_text(result.stdout, encoding="utf-8")
+                path.write_text(manifests, encoding="utf-8")
                 rendered[str(path)] = label
                 report.ran("render")
         progress(f"rendered {len(rendered)} env x instance combinations and chart scenarios; validating with kubeconform")

@@ -19,6 +19,10 @@ DEFAULT_RELEASE = "eks-neuron"
 DEFAULT_NAMESPACE = "kube-system"
 
 # helm logs this for every linked subchart; the links are deliberate (see charts/eks-neuron/Chart.yaml).
+# pyhelm3 logs each failed command as a warning; the failure is reported once, by us.
+logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
+logging.getLogger("pyhelm3").propagate = False
+
 _SYMLINK_NOTICE = re.compile(r"^walk\.go:\d+: found symbolic link in path:.*$\n?", re.MULTILINE)
 _EXECUTION_ERROR = re.compile(r"execution error at \((?P<where>[^)]*)\): (?P<message>.*)", re.DOTALL)
 
@@ -44,10 +48,6 @@ def run_helm(helm: str, args: list[str], values: Values) -> str:
     """Runs one helm command through pyhelm3, values on stdin; returns stdout."""
     from pyhelm3 import Command  # pydantic-heavy: imported only when helm runs
     from pyhelm3 import errors as helm_errors
-
-    # pyhelm3 logs each failed command as a warning; the failure is reported once, by us.
-    logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
-    logging.getLogger("pyhelm3").propagate = False
 
     command = Command(executable=helm)
     try:

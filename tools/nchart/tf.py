@@ -15,7 +15,7 @@ import yaml
 
 from .errors import ExitCode, NchartError, UsageError
 from .project import Project
-from .values import Values, load_values_file, merge, merged, value_sources
+from .values import Values, chart_defaults, load_values_file, merge, merged, value_sources
 
 ACTIONS = ("init", "plan", "apply", "destroy")
 SETTINGS_FILE = "environments.yaml"
@@ -46,9 +46,7 @@ def _chart_fullname(release: str, chart: str, override: str | None = None) -> st
 
 def _chart_values(project: Project, env: str) -> Values:
     """values/<env>.yaml over the umbrella and subchart defaults that tfvars read."""
-    defaults: Values = load_values_file(project.umbrella / "values.yaml")
-    for chart in ("sd21-serving", "neuron-problem-detector"):
-        defaults = merge(defaults, {chart: load_values_file(project.charts_dir / chart / "values.yaml")})
+    defaults = chart_defaults(project, ["sd21-serving", "neuron-problem-detector"])
     return merge(defaults, merged(value_sources(project, None, env)))
 
 

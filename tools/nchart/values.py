@@ -215,11 +215,12 @@ def plan_serving(instance: InstanceType, serving: Mapping[str, Any]) -> ServingP
     return ServingPlan(instance, cores, resource, replicas, cpu_millicores, memory_mib)
 
 
-def serving_defaults(project: Project) -> Values:
-    """sd21-serving values as the charts default them (umbrella over subchart)."""
-    chart = load_values_file(project.charts_dir / SERVING / "values.yaml")
-    umbrella = load_values_file(project.umbrella / "values.yaml").get(SERVING, {})
-    return merge(chart, umbrella)
+def chart_defaults(project: Project, subcharts: Iterable[str]) -> Values:
+    """The umbrella's default values, with each named subchart's own defaults under it (umbrella wins)."""
+    umbrella = load_values_file(project.umbrella / "values.yaml")
+    for chart in subcharts:
+        umbrella[chart] = merge(load_values_file(project.charts_dir / chart / "values.yaml"), umbrella.get(chart) or {})
+    return umbrella
 
 
 def value_sources(
@@ -248,7 +249,7 @@ def value_sources(
     if set_list:
         sources.append(ValuesSource("--set", parse_set(set_list)))
     if instance is not None:
-        serving = merge(serving_defaults(project), merged(sources).get(SERVING) or {})
+        serving = merge(chart_defaults(project, [SERVING])[SERVING], merged(sources).get(SERVING) or {})
         if serving.get("enabled"):
             plan = plan_serving(instance, serving)
             # Right after the instance layer: explicit values in files or --set still win.
