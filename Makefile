@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools prometheus checkov venv venv-serving schemas docs lint demo test bench bench-serving crd-schemas clean
+.PHONY: install install-serving tools cluster-tools prometheus checkov venv venv-serving schemas docs lint demo test e2e cluster-up cluster-down bench bench-serving crd-schemas clean
 
 install: tools venv
 
@@ -14,6 +14,14 @@ install-serving: install venv-serving
 
 tools:
 	bash scripts/install-tools.sh
+
+# The local control plane the end-to-end tests run on (kube-apiserver, etcd, kwok, ...) and the
+# upstream CRDs it installs; both built or fetched once from the Go module proxy.
+cluster-tools: venv
+	bash scripts/install-cluster-tools.sh
+	test -f build/crds/.complete || { cd "$$(mktemp -d)" && go mod init crds >/dev/null 2>&1 && \
+	  $(CURDIR)/$(VENV)/bin/python $(CURDIR)/scripts/update-crd-schemas.py --crds $(CURDIR)/build/crds >/dev/null && \
+	  touch $(CURDIR)/build/crds/.complete; }
 
 prometheus:
 	bash scripts/install-prometheus.sh
@@ -54,9 +62,18 @@ lint: install
 demo: install
 	nchart render inf2-24xlarge --env prod
 
-test: install-serving prometheus checkov
+test: install-serving prometheus checkov cluster-tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
+
+e2e: install cluster-tools
+	$(VENV)/bin/python -m pytest -m e2e
+
+cluster-up: install cluster-tools
+	nchart cluster up
+
+cluster-down: venv
+	nchart cluster down
 
 bench: install
 	nchart bench inf2-24xlarge --env prod

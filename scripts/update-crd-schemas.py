@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Regenerates ci/crd-schemas/ from the CRDs the charts depend on.
+"""Regenerates ci/crd-schemas/ from the CRDs the charts depend on, or writes the CRDs themselves.
 
 The CRDs come from the upstream Go modules (fetched with `go mod download` from the Go module
 proxy); each CRD version becomes a strict JSON schema that kubeconform reads at
 ci/crd-schemas/<group>/<kind>_<version>.json. The output is committed; run this only to move to
 new upstream versions.
+
+With `--crds DIR` it writes the same CRDs, ready to install into the local control plane, to DIR
+instead: served versions the charts use only (Karpenter's v1beta1 and its conversion webhook dropped,
+since no webhook runs there). These are not committed; `make cluster-tools` writes them to build/crds.
 """
 
 from __future__ import annotations
@@ -75,7 +79,33 @@ def convert(crd: dict) -> dict[Path, dict]:
     return schemas
 
 
+def installable(crd: dict) -> dict:
+    """The CRD with only its storage version, so the API server needs no conversion webhook."""
+    versions = [v for v in crd["spec"]["versions"] if v.get("storage")]
+    crd["spec"]["versions"] = versions
+    crd["spec"]["conversion"] = {"strategy": "None"}
+    crd["metadata"] = {"name": crd["metadata"]["name"], "labels": {"app.kubernetes.io/part-of": "eks-neuron-local"}}
+    crd.pop("status", None)
+    return crd
+
+
+def write_crds(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for module, files in SOURCES.items():
+        root = module_dir(module)
+        for relative in files:
+            crd = installable(yaml.safe_load((root / relative).read_text()))
+            path = out / f"{crd['metadata']['name']}.yaml"
+            path.write_text(yaml.safe_dump(crd, sort_keys=False))
+            print(f"{path}  <- {module} {relative}")
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--crds":
+        write_crds(Path(sys.argv[2]).resolve())
+        return
+    if len(sys.argv) > 1:
+        sys.exit(f"usage: {sys.argv[0]} [--crds DIR]")
     for module, files in SOURCES.items():
         root = module_dir(module)
         for relative in files:

@@ -97,7 +97,7 @@ def test_environments_choose_autoscaling_and_monitoring() -> None:
     assert ingress["spec"]["ingressClassName"] == "alb"
     pod, _ = server(prod)
     assert pod["volumes"][0] == {"name": "model", "hostPath": {"path": "/var/cache/eks-neuron/sd21", "type": "DirectoryOrCreate"}}
-    node_class = find(prod, "EC2NodeClass", "sd21-serving-neuron")
+    node_class = find(prod, "EC2NodeClass", "")
     assert "chown 65532:65532 /var/cache/eks-neuron/sd21" in node_class["spec"]["userData"]
     assert node_class["spec"]["role"] == "eks-neuron-prod-karpenter-node"
     assert node_class["spec"]["subnetSelectorTerms"] == [{"tags": {"karpenter.sh/discovery": "eks-neuron-prod"}}]
@@ -112,7 +112,26 @@ def test_karpenter_node_pool_for_inf2() -> None:
     assert spec["template"]["spec"]["taints"] == [{"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"}]
     assert spec["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
     assert spec["disruption"]["budgets"] == [{"nodes": "10%"}]
-    assert spec["template"]["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "eks-neuron-sd21-serving-neuron"}
+    node_class = find(render_objects("inf2.48xlarge", "prod"), "EC2NodeClass", "")
+    assert spec["template"]["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class["metadata"]["name"]}
+
+
+def test_node_class_name_follows_the_immutable_role() -> None:
+    """EC2NodeClass.spec.role is immutable: a role change must make a new node class, with the pools on it."""
+    def names(role: str) -> tuple[str, set[str]]:
+        objects = render_objects("inf2.xlarge", "prod", f"sd21-serving.karpenter.nodeClass.role={role}",
+                                 "sd21-serving.karpenter.nodePools.trn1.enabled=true")
+        node_class = find(objects, "EC2NodeClass", "")
+        assert node_class["spec"]["role"] == role
+        refs = {p["spec"]["template"]["spec"]["nodeClassRef"]["name"] for p in objects if p["kind"] == "NodePool"}
+        return node_class["metadata"]["name"], refs
+
+    first, first_refs = names("eks-neuron-staging-karpenter-node")
+    second, second_refs = names("eks-neuron-prod-karpenter-node")
+    assert first != second
+    assert first.startswith("eks-neuron-sd21-serving-neuron-") and len(first) <= 63
+    assert first_refs == {first} and second_refs == {second}
+    assert names("eks-neuron-staging-karpenter-node")[0] == first  # stable for the same role
 
 
 def test_whole_device_mode_asks_for_devices() -> None:

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Builds the local Kubernetes control plane the end-to-end tests run on, pinned, into ./bin:
+# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl (k8s.io/kubernetes),
+# etcd and kwok, all from the Go module proxy. A binary already built at the pinned version is
+# reused. k8s.io/kubernetes and etcd refuse `go install` (replace directives), so they are built
+# from their module sources as their own build does; see README "Local control plane".
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir="$repo_root/bin"
+work_dir="$repo_root/build/cluster-tools"
+mkdir -p "$bin_dir" "$work_dir"
+
+kubernetes_version=v1.34.2
+staging_version=v0.34.2 # k8s.io/<staging module> tags that go with kubernetes_version
+etcd_version=v3.6.5
+kwok_version=v0.7.0
+
+proxy_hint() {
+  echo "install-cluster-tools: could not fetch $1 from the Go module proxy ($(go env GOPROXY))." >&2
+  echo "  The local control plane needs it; check that the proxy is reachable and serves $1." >&2
+  exit 1
+}
+
+# up_to_date NAME WANT: the binary exists and was built with exactly WANT.
+up_to_date() {
+  [[ -x "$bin_dir/$1" && -f "$bin_dir/.$1.stamp" && "$(cat "$bin_dir/.$1.stamp")" == "$2" ]]
+}
+
+timed() {
+  local label=$1 started=$SECONDS
+  shift
+  echo "install-cluster-tools: $label ..." >&2
+  "$@"
+  echo "install-cluster-tools: $label took $((SECONDS - started))s" >&2
+}
+
+build_kubernetes() {
+  local source
+  source=$(go mod download -json "k8s.io/kubernetes@$kubernetes_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') ||
+    proxy_hint "k8s.io/kubernetes@$kubernetes_version"
+  [[ -n "$source" ]] || proxy_hint "k8s.io/kubernetes@$kubernetes_version"
+  local tree="$work_dir/kubernetes-$kubernetes_version"
+  if [[ ! -f "$tree/.prepared" ]]; then
+    rm -rf "$tree"
+    cp -r "$source" "$tree"
+    chmod -R u+w "$tree"
+    # Without go.work Go uses go.mod alone; the staging replaces then point at the published modules.
+    rm -f "$tree/go.work" "$tree/go.work.sum"
+    sed -i -E "s#^([[:space:]]*k8s\.io/[^ ]+) => \./staging/src/k8s\.io/[^ ]+\$#\1 => \1 $staging_version#" "$tree/go.mod"
+    touch "$tree/.prepared"
+  fi
+  local ldflags="-s -w"
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    # Without these the server reports v0.0.0 and charts' kubeVersion constraints refuse to install.
+    ldflags+=" -X $package.gitVersion=$kubernetes_version -X $package.gitMajor=1"
+    ldflags+=" -X $package.gitMinor=$(echo "$kubernetes_version" | cut -d. -f2) -X $package.gitTreeState=clean"
+  done
+  (
+    cd "$tree"
+    # One `go build` for all four: they share most packages, so each is compiled once.
+    GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin_dir/" \
+      ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl
+  ) || proxy_hint "the k8s.io staging modules $staging_version"
+}
+
+build_etcd() {
+  local wrapper="$work_dir/etcd-$etcd_version"
+  mkdir -p "$wrapper"
+  (
+    cd "$wrapper"
+    [[ -f go.mod ]] || go mod init etcd-build >/dev/null 2>&1
+    go get "go.etcd.io/etcd/server/v3@$etcd_version" >/dev/null 2>&1 || proxy_hint "go.etcd.io/etcd/server/v3@$etcd_version"
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin_dir/etcd" go.etcd.io/etcd/server/v3
+  )
+}
+
+build_kwok() {
+  CGO_ENABLED=0 GOBIN="$bin_dir" GOFLAGS="-buildvcs=false -trimpath" \
+    go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version" || proxy_hint "sigs.k8s.io/kwok@$kwok_version"
+}
+
+started=$SECONDS
+kubernetes_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+all_current=true
+for name in "${kubernetes_binaries[@]}"; do
+  up_to_date "$name" "$kubernetes_version" || all_current=false
+done
+if [[ $all_current == false ]]; then
+  timed "building ${kubernetes_binaries[*]} $kubernetes_version (cold: 8-15 min on 2 cores)" build_kubernetes
+  for name in "${kubernetes_binaries[@]}"; do echo "$kubernetes_version" >"$bin_dir/.$name.stamp"; done
+fi
+if ! up_to_date etcd "$etcd_version"; then
+  timed "building etcd $etcd_version" build_etcd
+  echo "$etcd_version" >"$bin_dir/.etcd.stamp"
+fi
+if ! up_to_date kwok "$kwok_version"; then
+  timed "building kwok $kwok_version" build_kwok
+  echo "$kwok_version" >"$bin_dir/.kwok.stamp"
+fi
+echo "install-cluster-tools: control-plane binaries ready in bin/ ($((SECONDS - started))s)" >&2

@@ -1,0 +1,178 @@
+"""`helm install` of the prod stack for inf2.24xlarge on the local control plane, with my-scheduler run
+for real (the kube-scheduler binary, the chart's configuration and RBAC) against a stand-in extender."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import ROOT
+from nchart.catalog import resolve_instance
+from nchart.localcluster import LocalCluster, node_name
+
+from .standin_extender import StandinExtender
+from .support import (
+    Pending, SchedulerFleet, helm, lease_holder, my_scheduler_config, pod_condition, release_values,
+    scheduler_args, unready_workloads, wait_for, workloads, write_values,
+)
+
+RELEASE = "eks-neuron"
+NAMESPACE = "kube-system"
+INSTANCE = "inf2.24xlarge"
+# kube-scheduler gives up leadership after leaseDuration (15 s) without renewal; a loaded machine adds more.
+FAILOVER_TIMEOUT_S = 90
+
+
+def named(cluster: LocalCluster, kind: str, component: str) -> str:
+    """The name of the release's object of `kind` for the chart `component` (app.kubernetes.io/name)."""
+    from kubernetes import client
+
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name={component}"
+    with cluster.api_client() as api:
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        listing = {
+            "ServiceAccount": core.list_namespaced_service_account,
+            "ConfigMap": core.list_namespaced_config_map,
+            "Deployment": apps.list_namespaced_deployment,
+            "Service": core.list_namespaced_service,
+        }[kind](NAMESPACE, label_selector=selector)
+    names = [item.metadata.name for item in listing.items]
+    assert len(names) == 1, f"expected one {kind} of {component}, found {names}"
+    return str(names[0])
+
+
+@pytest.fixture(scope="module")
+def release(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    values_file = write_values(tmp_path_factory.mktemp("values") / "prod.yaml", release_values(INSTANCE, "prod"))
+    helm(cluster, "install", RELEASE, str(ROOT / "charts" / "eks-neuron"), "-n", NAMESPACE, "-f", str(values_file))
+    yield RELEASE
+    helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m")
+
+
+@dataclasses.dataclass
+class Scheduling:
+    extender: StandinExtender
+    fleet: SchedulerFleet
+    lease: str  # namespace/name
+
+
+@pytest.fixture(scope="module")
+def scheduling(cluster: LocalCluster, release: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheduling]:
+    workdir = tmp_path_factory.mktemp("my-scheduler")
+    extender_kubeconfig = cluster.service_account_kubeconfig(
+        NAMESPACE, named(cluster, "ServiceAccount", "neuron-scheduler"), workdir / "extender.kubeconfig")
+    scheduler_kubeconfig = cluster.service_account_kubeconfig(
+        NAMESPACE, named(cluster, "ServiceAccount", "my-scheduler"), workdir / "my-scheduler.kubeconfig")
+    with StandinExtender(extender_kubeconfig) as extender:
+        config = my_scheduler_config(cluster, NAMESPACE, named(cluster, "ConfigMap", "my-scheduler"), extender.url,
+                                     scheduler_kubeconfig)
+        election = config["leaderElection"]
+        fleet = SchedulerFleet(workdir, config, scheduler_kubeconfig,
+                               scheduler_args(cluster, NAMESPACE, named(cluster, "Deployment", "my-scheduler")))
+        fleet.start()
+        fleet.start()
+        try:
+            yield Scheduling(extender, fleet, f"{election['resourceNamespace']}/{election['resourceName']}")
+        finally:
+            fleet.stop_all()
+
+
+def test_install_brings_every_workload_ready(cluster: LocalCluster, release: str, scheduling: Scheduling) -> None:
+    expected = {
+        "Deployment/eks-neuron-my-scheduler", "Deployment/eks-neuron-neuron-scheduler", "Deployment/eks-neuron-sd21-serving",
+        "DaemonSet/eks-neuron-neuron-device-plugin", "DaemonSet/eks-neuron-neuron-monitor",
+        "DaemonSet/eks-neuron-neuron-problem-detector",
+    }
+    assert set(workloads(cluster, NAMESPACE, RELEASE)) == expected
+
+    def all_ready() -> bool | Pending:
+        unready = unready_workloads(cluster, NAMESPACE, RELEASE)
+        return Pending("; ".join(unready)) if unready else True
+
+    wait_for(all_ready, "every Deployment and DaemonSet of the release Ready")
+    # The serving replica needs my-scheduler and the extender: it was bound by the stand-in.
+    assert any(pod.startswith(f"{RELEASE}-sd21-serving-") for _, pod, _ in scheduling.extender.bound), scheduling.extender.bound
+
+
+def leader(scheduling: Scheduling) -> Any:
+    leaders = [p for p in scheduling.fleet.alive() if p.acquired(scheduling.lease)]
+    return leaders[0] if len(leaders) == 1 else Pending(f"{len(leaders)} of {len(scheduling.fleet.alive())} hold the lease")
+
+
+def test_my_scheduler_holds_the_lease_with_the_charts_rbac(cluster: LocalCluster, scheduling: Scheduling) -> None:
+    holder = wait_for(lambda: leader(scheduling), f"one my-scheduler replica acquiring Lease {scheduling.lease}")
+    namespace, name = scheduling.lease.split("/")
+    identity = wait_for(lambda: lease_holder(cluster, namespace, name), f"Lease {scheduling.lease} written")[0]
+    assert identity, "the Lease has no holder"
+    standby = [p for p in scheduling.fleet.alive() if p is not holder]
+    assert len(standby) == 1 and not standby[0].acquired(scheduling.lease)
+    for process in scheduling.fleet.processes:
+        forbidden = [line for line in process.log_text().splitlines() if "forbidden" in line.lower()]
+        assert not forbidden, f"{process.name} was refused by the API server (chart RBAC):\n" + "\n".join(forbidden[:5])
+
+
+def neuron_pod(name: str, cores: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "schedulerName": "my-scheduler",
+            "nodeSelector": {"node.kubernetes.io/instance-type": INSTANCE},
+            "tolerations": [{"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{
+                "name": "app", "image": "registry.example/neuron-app:1",
+                "resources": {"requests": {"aws.amazon.com/neuroncore": str(cores)},
+                              "limits": {"aws.amazon.com/neuroncore": str(cores)}},
+            }],
+        },
+    }
+
+
+def test_neuron_pod_is_bound_through_the_extender(cluster: LocalCluster, scheduling: Scheduling) -> None:
+    from kubernetes import client
+
+    namespace = "e2e-neuron-pods"
+    with cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": namespace}})
+        try:
+            core.create_namespaced_pod(namespace, neuron_pod("fits", 2))
+            # More cores than the node has: the extender (and the resource fit) must refuse it.
+            core.create_namespaced_pod(namespace, neuron_pod("too-big", 13))
+
+            def bound() -> Any:
+                pod = core.read_namespaced_pod("fits", namespace)
+                return pod if pod.spec.node_name else Pending(str(pod_condition(pod, "PodScheduled")))
+
+            pod = wait_for(bound, "the Neuron pod bound by my-scheduler")
+            assert pod.spec.node_name == node_name(resolve_instance(INSTANCE))
+            assert (namespace, "fits", pod.spec.node_name) in scheduling.extender.bound
+            assert not scheduling.extender.errors, scheduling.extender.errors
+
+            def refused() -> Any:
+                condition = pod_condition(core.read_namespaced_pod("too-big", namespace), "PodScheduled")
+                return condition if condition and condition.reason == "Unschedulable" else Pending(str(condition))
+
+            condition = wait_for(refused, "the oversized Neuron pod marked Unschedulable")
+            assert "aws.amazon.com/neuroncore" in condition.message
+            assert core.read_namespaced_pod("too-big", namespace).spec.node_name is None
+        finally:
+            core.delete_namespace(namespace)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_standby_takes_the_lease_when_the_leader_dies(cluster: LocalCluster, scheduling: Scheduling, sig: int) -> None:
+    if len(scheduling.fleet.alive()) < 2:
+        scheduling.fleet.start()
+    old = wait_for(lambda: leader(scheduling), "a leader before the failover")
+    namespace, name = scheduling.lease.split("/")
+    old_identity = lease_holder(cluster, namespace, name)
+    old.stop(sig)
+    (standby,) = scheduling.fleet.alive()
+    wait_for(lambda: standby.acquired(scheduling.lease), f"the standby acquiring the Lease after {signal.Signals(sig).name}",
+             timeout_s=FAILOVER_TIMEOUT_S)
+    new_identity = wait_for(lambda: lease_holder(cluster, namespace, name), "the Lease")
+    assert old_identity and new_identity[0] != old_identity[0], (old_identity, new_identity)
