@@ -5,9 +5,9 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools cluster-tools prometheus checkov venv venv-serving schemas docs lint demo test e2e cluster-up cluster-down bench bench-serving crd-schemas clean
+.PHONY: install install-serving tools cluster-tools charts prometheus checkov venv venv-serving generate check-generated lint demo test e2e cluster-up cluster-down bench bench-serving crd-schemas clean
 
-install: tools venv
+install: tools venv charts
 
 # The model server's dependencies (torch, diffusers: several GB) only where serving code runs.
 install-serving: install venv-serving
@@ -50,11 +50,18 @@ $(VENV)/.installed-serving: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[test,serving]'
 	touch $@
 
-schemas:
-	$(VENV)/bin/python scripts/gen-values-schemas.py
+# The charts' file:// dependencies (the library chart, the umbrella's subcharts): helm dependency build.
+charts: tools venv
+	$(VENV)/bin/nchart deps
 
-docs: tools
-	$(BIN)/helm-docs --chart-search-root charts --log-level warning
+# Instance lists, values schemas, chart READMEs and dashboards from their sources; GOLDEN=1 also
+# rewrites tests/golden/ (review the diff).
+generate: tools venv
+	$(VENV)/bin/nchart generate
+	if [ -n "$(GOLDEN)" ]; then $(VENV)/bin/python -m pytest -q tests/test_golden.py --update-golden; fi
+
+check-generated: tools venv
+	$(VENV)/bin/nchart generate --check
 
 lint: install
 	nchart lint

@@ -2,14 +2,16 @@
 # Builds the local Kubernetes control plane the end-to-end tests run on, pinned, into ./bin:
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl (k8s.io/kubernetes),
 # etcd and kwok, all from the Go module proxy. A binary already built at the pinned version is
-# reused. k8s.io/kubernetes and etcd refuse `go install` (replace directives), so they are built
-# from their module sources as their own build does; see README "Local control plane".
+# reused. k8s.io/kubernetes refuses `go install` (replace directives to its staging folder), so it is
+# built from its module source with the staging modules taken from the proxy instead.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir="$repo_root/bin"
 work_dir="$repo_root/build/cluster-tools"
 mkdir -p "$bin_dir" "$work_dir"
+# shellcheck source=lib/go-tools.sh
+source "$repo_root/scripts/lib/go-tools.sh"
 
 kubernetes_version=v1.34.2
 staging_version=v0.34.2 # k8s.io/<staging module> tags that go with kubernetes_version
@@ -20,11 +22,6 @@ proxy_hint() {
   echo "install-cluster-tools: could not fetch $1 from the Go module proxy ($(go env GOPROXY))." >&2
   echo "  The local control plane needs it; check that the proxy is reachable and serves $1." >&2
   exit 1
-}
-
-# up_to_date NAME WANT: the binary exists and was built with exactly WANT.
-up_to_date() {
-  [[ -x "$bin_dir/$1" && -f "$bin_dir/.$1.stamp" && "$(cat "$bin_dir/.$1.stamp")" == "$2" ]]
 }
 
 timed() {
@@ -65,36 +62,30 @@ build_kubernetes() {
 }
 
 build_etcd() {
-  local wrapper="$work_dir/etcd-$etcd_version"
-  mkdir -p "$wrapper"
-  (
-    cd "$wrapper"
-    [[ -f go.mod ]] || go mod init etcd-build >/dev/null 2>&1
-    go get "go.etcd.io/etcd/server/v3@$etcd_version" >/dev/null 2>&1 || proxy_hint "go.etcd.io/etcd/server/v3@$etcd_version"
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin_dir/etcd" go.etcd.io/etcd/server/v3
-  )
+  go_build_pinned "$bin_dir" etcd go.etcd.io/etcd/server/v3 "$etcd_version" "-s -w" ||
+    proxy_hint "go.etcd.io/etcd/server/v3@$etcd_version"
 }
 
 build_kwok() {
-  CGO_ENABLED=0 GOBIN="$bin_dir" GOFLAGS="-buildvcs=false -trimpath" \
-    go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version" || proxy_hint "sigs.k8s.io/kwok@$kwok_version"
+  go_build_pinned "$bin_dir" kwok sigs.k8s.io/kwok/cmd/kwok "$kwok_version" "-s -w" sigs.k8s.io/kwok ||
+    proxy_hint "sigs.k8s.io/kwok@$kwok_version"
 }
 
 started=$SECONDS
 kubernetes_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 all_current=true
 for name in "${kubernetes_binaries[@]}"; do
-  up_to_date "$name" "$kubernetes_version" || all_current=false
+  tool_current "$bin_dir" "$name" "$kubernetes_version" || all_current=false
 done
 if [[ $all_current == false ]]; then
   timed "building ${kubernetes_binaries[*]} $kubernetes_version (cold: 8-15 min on 2 cores)" build_kubernetes
   for name in "${kubernetes_binaries[@]}"; do echo "$kubernetes_version" >"$bin_dir/.$name.stamp"; done
 fi
-if ! up_to_date etcd "$etcd_version"; then
+if ! tool_current "$bin_dir" etcd "$etcd_version"; then
   timed "building etcd $etcd_version" build_etcd
   echo "$etcd_version" >"$bin_dir/.etcd.stamp"
 fi
-if ! up_to_date kwok "$kwok_version"; then
+if ! tool_current "$bin_dir" kwok "$kwok_version"; then
   timed "building kwok $kwok_version" build_kwok
   echo "$kwok_version" >"$bin_dir/.kwok.stamp"
 fi

@@ -4,6 +4,8 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lib/go-tools.sh
+source "$repo_root/scripts/lib/go-tools.sh"
 bin_dir="$repo_root/bin"
 mkdir -p "$bin_dir"
 
@@ -21,6 +23,8 @@ tools=(
   "helm|helm.sh/helm/v3/cmd/helm|$helm_version|$helm_ldflags"
   "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform|v0.7.0|-s -w"
   "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs|v1.14.2|-s -w"
+  # values.schema.json from the `# @schema` annotations and helm-docs comments in values.yaml.
+  "helm-values-schema-json|github.com/losisin/helm-values-schema-json/v2|v2.2.1|-s -w"
 )
 
 # terraform: the one on PATH when there is one (>= 1.5); otherwise the last MPL release, which the
@@ -36,13 +40,13 @@ fi
 
 for entry in "${tools[@]}"; do
   IFS='|' read -r name module version ldflags <<<"$entry"
-  stamp="$bin_dir/.$name.stamp"
   want="$version $ldflags"
-  if [[ -x "$bin_dir/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  if tool_current "$bin_dir" "$name" "$want"; then
     continue
   fi
   echo "building $name $version" >&2
-  CGO_ENABLED=0 GOBIN="$bin_dir" GOFLAGS="-buildvcs=false -trimpath" \
-    go install -ldflags "$ldflags" "$module@$version"
-  echo "$want" >"$stamp"
+  started=$SECONDS
+  go_build_pinned "$bin_dir" "$name" "$module" "$version" "$ldflags"
+  echo "$want" >"$bin_dir/.$name.stamp"
+  echo "built $name $version in $((SECONDS - started))s" >&2
 done

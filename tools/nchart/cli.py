@@ -166,28 +166,35 @@ def bench(ctx: click.Context, instance: str, env: str, runs: int, target: float)
         ctx.exit(int(ExitCode.BENCH_TARGET_MISSED))
 
 
-@cli.group()
-def dashboards() -> None:
-    """Grafana dashboards generated from code (tools/nchart/dashboards.py)."""
-
-
-@dashboards.command("build")
-@click.option("--check", is_flag=True, help="Only compare: exit 3 if the committed JSON differs from the code.")
+@cli.command()
+@click.option("--force", is_flag=True, help="Rebuild every chart's dependencies, current or not.")
 @click.pass_context
-def dashboards_build(ctx: click.Context, check: bool) -> None:
-    """Write the dashboards as JSON into charts/grafana-dashboards/dashboards/."""
-    from .dashboards import stale_files, write_all
+def deps(ctx: click.Context, force: bool) -> None:
+    """Build the charts' file:// dependencies (helm dependency build, leaf first) where their sources changed."""
+    from . import chartdeps
 
-    out_dir = _project(ctx).charts_dir / "grafana-dashboards" / "dashboards"
+    built = chartdeps.build(_project(ctx), progress=lambda m: click.echo(m, err=True), force=force)
+    click.echo(f"built the dependencies of {', '.join(built)}" if built else "chart dependencies are current")
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Only compare: exit 3 and list the files that differ from what would be generated.")
+@click.pass_context
+def generate(ctx: click.Context, check: bool) -> None:
+    """Write the generated files: instance lists, values schemas, chart READMEs, dashboards."""
+    from .generate import generate as run_generate
+
+    result = run_generate(_project(ctx), check, progress=lambda m: click.echo(m, err=True))
     if check:
-        stale = stale_files(out_dir)
-        if stale:
-            click.echo(f"stale dashboards in {out_dir} (run `nchart dashboards build`): {', '.join(stale)}", err=True)
+        if result.stale:
+            click.echo("stale generated files (run `make generate`, then commit):\n  " + "\n  ".join(result.stale), err=True)
             ctx.exit(int(ExitCode.LINT_FAILED))
-        click.echo(f"dashboards in {out_dir} are up to date")
+        click.echo("generated files are current")
         return
-    for path in write_all(out_dir):
+    for path in result.written:
         click.echo(f"wrote {path}")
+    if not result.written:
+        click.echo("generated files were already current")
 
 
 @cli.command("tf")

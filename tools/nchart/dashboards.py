@@ -1,6 +1,6 @@
 """Grafana dashboards for the Neuron stack, built with grafana-foundation-sdk.
 
-`nchart dashboards build` writes them as JSON into charts/grafana-dashboards/dashboards/, where the
+`nchart generate` writes them as JSON into charts/grafana-dashboards/dashboards/, where the
 chart turns each into a ConfigMap for the Grafana sidecar. Every query selects on `$job` and reads
 the `$datasource` variable; recording rules from the charts' PrometheusRules stand in for queries
 that dashboards repeat.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 PROMETHEUS = "prometheus"
@@ -241,27 +240,6 @@ def build(spec: DashboardSpec) -> dict[str, Any]:
 def render_all() -> dict[str, str]:
     """File name -> JSON text of every dashboard."""
     return {f"{spec.uid}.json": json.dumps(build(spec), indent=2, sort_keys=True) + "\n" for spec in DASHBOARDS}
-
-
-def write_all(out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_all().items():
-        path = out_dir / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    for stale in set(out_dir.glob("*.json")) - set(written):
-        stale.unlink()
-    return sorted(written)
-
-
-def stale_files(out_dir: Path) -> list[str]:
-    """Dashboards whose committed JSON differs from what the code builds (or that the code no longer builds)."""
-    expected = render_all()
-    stale = [name for name, text in expected.items()
-             if not (out_dir / name).is_file() or (out_dir / name).read_text(encoding="utf-8") != text]
-    stale += sorted(p.name for p in out_dir.glob("*.json") if p.name not in expected)
-    return stale
 
 
 def panel_queries(dashboard_json: dict[str, Any]) -> list[tuple[str, str]]:

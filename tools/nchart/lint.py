@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -12,6 +11,7 @@ from typing import Callable, Iterable
 from .catalog import load_catalog, resolve_instance
 from .errors import NchartError
 from .project import Project
+from . import chartdeps
 from .render import clean_helm_stderr, helm_template_args, render, run_helm
 from .tools import run_tool
 from .values import ValuesSource, check_sources, load_values_file, value_sources
@@ -126,26 +126,20 @@ def check_values_schemas(project: Project, files: Iterable[Path], report: LintRe
         report.ran("values-schema")
 
 
-def check_docs(project: Project, report: LintReport) -> None:
-    """README.md of every chart must be what helm-docs generates from values.yaml."""
-    helm_docs = project.tool("helm-docs")
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "charts"
-        shutil.copytree(project.charts_dir, copy, symlinks=True)
-        result = run_tool([helm_docs, "--chart-search-root", str(copy), "--log-level", "error"])
-        if result.returncode != 0:
-            report.fail("helm-docs", "charts", "charts/", result.stderr.strip())
-            return
-        for chart in project.charts():
-            generated = (copy / chart.name / "README.md").read_text(encoding="utf-8")
-            committed_path = chart / "README.md"
-            committed = committed_path.read_text(encoding="utf-8") if committed_path.is_file() else ""
-            if generated != committed:
-                report.fail(
-                    "helm-docs", chart.name, _relative(project, committed_path),
-                    "out of date with values.yaml; run `make docs`",
-                )
-            report.ran("helm-docs")
+def check_generated(project: Project, report: LintReport) -> None:
+    """Every generated file (instance lists, values schemas, READMEs, dashboards) is what its source gives."""
+    from .generate import generate
+
+    try:
+        stale = generate(project, check=True).stale
+    except NchartError as error:
+        report.fail("generated", "charts", "-", error.message)
+        return
+    for path in stale:
+        parts = Path(path).parts
+        where = parts[1] if parts[0] == "charts" and len(parts) > 2 else "project"
+        report.fail("generated", where, path, "differs from what its source generates; run `make generate`")
+    report.ran("generated")
 
 
 def prepare_kubernetes_schemas(project: Project, kube_version: str) -> Path:
@@ -188,71 +182,79 @@ def kubeconform_schema_locations(project: Project, kube_version: str) -> list[st
     ]
 
 
-def check_renders(
-    project: Project, envs: list[str], instances: list[str], kube_version: str, report: LintReport, progress: Progress
-) -> None:
-    """Renders every env x instance and validates the manifests with kubeconform -strict."""
-    kubeconform = project.tool("kubeconform")
-    with tempfile.TemporaryDirectory() as tmp:
-        rendered: dict[str, str] = {}
-        for env in envs:
-            for name in instances:
-                instance = resolve_instance(name)
-                label = f"eks-neuron/{env}/{instance.name}"
-                # The model server needs NeuronCore-v2+: on inf1 the rest of the stack is checked without it.
-                without_serving = ["sd21-serving.enabled=false"] if instance.core_version == "NC-v1" else []
-                try:
-                    sources = value_sources(project, instance, env, set_values=without_serving)
-                    manifests = render(project, sources, kube_version=kube_version)
-                except NchartError as error:
-                    report.fail("render", label, _relative(project, project.env_values(env)), error.message)
-                    continue
-                path = Path(tmp) / f"{env}_{instance.slug}.yaml"
-                path.write_text(manifests, encoding="utf-8")
-                rendered[str(path)] = label
-                report.ran("render")
-        helm = project.tool("helm")
-        for chart in project.charts():
-            for scenario in ci_scenarios(chart):
-                label = f"{chart.name}/ci/{scenario.name}"
-                try:
-                    args = helm_template_args(chart, chart.name, "default", kube_version)
-                    manifests = run_helm(helm, args, load_values_file(scenario))
-                except NchartError as error:
-                    report.fail("render", label, _relative(project, scenario), error.message)
-                    continue
-                path = Path(tmp) / f"ci_{chart.name}_{scenario.stem}.yaml"
-                path.write_text(manifests, encoding="utf-8")
-                rendered[str(path)] = label
-                report.ran("render")
-        progress(f"rendered {len(rendered)} env x instance combinations and chart scenarios; validating with kubeconform")
-        if not rendered:
-            return
-        # Schemas exist per minor version; kubeconform looks them up by the full version.
-        minor_version = ".".join(kube_version.lstrip("v").split(".")[:2]) + ".0"
-        args = [kubeconform, "-strict", "-output", "json", "-kubernetes-version", minor_version]
-        for location in kubeconform_schema_locations(project, kube_version):
-            args += ["-schema-location", location]
-        result = run_tool([*args, *rendered])
-        try:
-            resources = json.loads(result.stdout or "{}").get("resources", [])
-        except json.JSONDecodeError:
-            report.fail("kubeconform", "eks-neuron", "-", (result.stdout + result.stderr).strip()[:2000])
-            return
-        for resource in resources:
-            if resource.get("status") in ("statusValid", "statusSkipped"):
+def render_matrix(
+    project: Project, envs: list[str], instances: list[str], kube_version: str, report: LintReport, out_dir: Path,
+) -> dict[str, str]:
+    """The umbrella rendered for every env x instance into out_dir; returns {file: label}."""
+    rendered = {}
+    for env in envs:
+        for name in instances:
+            instance = resolve_instance(name)
+            label = f"eks-neuron/{env}/{instance.name}"
+            # The model server needs NeuronCore-v2+: on inf1 the rest of the stack is checked without it.
+            without_serving = ["sd21-serving.enabled=false"] if instance.core_version == "NC-v1" else []
+            try:
+                sources = value_sources(project, instance, env, set_values=without_serving)
+                manifests = render(project, sources, kube_version=kube_version)
+            except NchartError as error:
+                report.fail("render", label, _relative(project, project.env_values(env)), error.message)
                 continue
-            # "msg" carries the schema's own words (e.g. additional properties 'x' not allowed).
-            details = resource.get("msg") or "; ".join(
-                f"{e.get('path', '')}: {e.get('msg', '')}" for e in resource.get("validationErrors") or []
-            )
-            report.fail(
-                "kubeconform", rendered.get(resource.get("filename", ""), resource.get("filename", "?")),
-                f"{resource.get('kind')}/{resource.get('name')}", details,
-            )
-        if result.returncode != 0 and not resources:
-            report.fail("kubeconform", "eks-neuron", "-", (result.stderr or result.stdout).strip()[:2000])
-        report.ran("kubeconform", len(rendered))
+            path = out_dir / f"{env}_{instance.slug}.yaml"
+            path.write_text(manifests, encoding="utf-8")
+            rendered[str(path)] = label
+            report.ran("render")
+    return rendered
+
+
+def render_scenarios(project: Project, kube_version: str, report: LintReport, out_dir: Path) -> dict[str, str]:
+    """Every chart rendered alone with each of its ci/*-values.yaml scenarios; returns {file: label}."""
+    helm = project.tool("helm")
+    rendered = {}
+    for chart in project.charts():
+        for scenario in ci_scenarios(chart):
+            label = f"{chart.name}/ci/{scenario.name}"
+            try:
+                args = helm_template_args(chart, chart.name, "default", kube_version)
+                manifests = run_helm(helm, args, load_values_file(scenario))
+            except NchartError as error:
+                report.fail("render", label, _relative(project, scenario), error.message)
+                continue
+            path = out_dir / f"ci_{chart.name}_{scenario.stem}.yaml"
+            path.write_text(manifests, encoding="utf-8")
+            rendered[str(path)] = label
+            report.ran("render")
+    return rendered
+
+
+def validate_manifests(project: Project, rendered: dict[str, str], kube_version: str, report: LintReport) -> None:
+    """kubeconform -strict over rendered files, against the Kubernetes and the CRD schemas."""
+    if not rendered:
+        return
+    # Schemas exist per minor version; kubeconform looks them up by the full version.
+    minor_version = ".".join(kube_version.lstrip("v").split(".")[:2]) + ".0"
+    args = [project.tool("kubeconform"), "-strict", "-output", "json", "-kubernetes-version", minor_version]
+    for location in kubeconform_schema_locations(project, kube_version):
+        args += ["-schema-location", location]
+    result = run_tool([*args, *rendered])
+    try:
+        resources = json.loads(result.stdout or "{}").get("resources", [])
+    except json.JSONDecodeError:
+        report.fail("kubeconform", "eks-neuron", "-", (result.stdout + result.stderr).strip()[:2000])
+        return
+    for resource in resources:
+        if resource.get("status") in ("statusValid", "statusSkipped"):
+            continue
+        # "msg" carries the schema's own words (e.g. additional properties 'x' not allowed).
+        details = resource.get("msg") or "; ".join(
+            f"{e.get('path', '')}: {e.get('msg', '')}" for e in resource.get("validationErrors") or []
+        )
+        report.fail(
+            "kubeconform", rendered.get(resource.get("filename", ""), resource.get("filename", "?")),
+            f"{resource.get('kind')}/{resource.get('name')}", details,
+        )
+    if result.returncode != 0 and not resources:
+        report.fail("kubeconform", "eks-neuron", "-", (result.stderr or result.stdout).strip()[:2000])
+    report.ran("kubeconform", len(rendered))
 
 
 def run_lint(
@@ -273,6 +275,7 @@ def run_lint(
         resolve_instance(name)  # unknown names stop here with the closest matches
 
     env_files = [project.env_values(env) for env in envs]
+    chartdeps.ensure_built(project)
     for chart in project.charts():
         progress(f"linting chart {chart.name}")
         check_chart_metadata(project, chart, report)
@@ -283,7 +286,11 @@ def run_lint(
         check_helm_lint(project, chart, [*scenarios, *extra], report)
     check_yaml_style(project, env_files, "values", report)
     check_values_schemas(project, [*env_files, *sorted((project.umbrella / "ci").glob("*-values.yaml"))], report)
-    progress("checking chart READMEs")
-    check_docs(project, report)
-    check_renders(project, envs, instances, kube_version, report, progress)
+    progress("checking generated files")
+    check_generated(project, report)
+    with tempfile.TemporaryDirectory() as tmp:
+        rendered = render_matrix(project, envs, instances, kube_version, report, Path(tmp))
+        rendered.update(render_scenarios(project, kube_version, report, Path(tmp)))
+        progress(f"rendered {len(rendered)} env x instance combinations and chart scenarios; validating with kubeconform")
+        validate_manifests(project, rendered, kube_version, report)
     return report

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from . import chartdeps
 from .errors import ExitCode, NchartError, UsageError
 from .project import Project
 from .values import Values, ValuesSource, check_sources, merged
@@ -18,19 +19,15 @@ from .values import Values, ValuesSource, check_sources, merged
 DEFAULT_RELEASE = "eks-neuron"
 DEFAULT_NAMESPACE = "kube-system"
 
-# helm logs this for every linked subchart; the links are deliberate (see charts/eks-neuron/Chart.yaml).
 # pyhelm3 logs each failed command as a warning; the failure is reported once, by us.
 logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
 logging.getLogger("pyhelm3").propagate = False
 
-_SYMLINK_NOTICE = re.compile(r"^walk\.go:\d+: found symbolic link in path:.*$\n?", re.MULTILINE)
 _EXECUTION_ERROR = re.compile(r"execution error at \((?P<where>[^)]*)\): (?P<message>.*)", re.DOTALL)
 
 
 def clean_helm_stderr(stderr: str) -> str:
-    text = _SYMLINK_NOTICE.sub("", stderr)
-    text = text.replace("\nUse --debug flag to render out invalid YAML", "")
-    return text.strip()
+    return stderr.replace("\nUse --debug flag to render out invalid YAML", "").strip()
 
 
 def helm_template_args(
@@ -69,6 +66,7 @@ def render(
 ) -> str:
     """The umbrella chart rendered with the layered values, as helm prints it."""
     values = merged(sources)
+    chartdeps.ensure_built(project)
     args = helm_template_args(project.umbrella, release, namespace, kube_version, api_versions)
     try:
         return run_helm(project.tool("helm"), args, values)

@@ -36,12 +36,28 @@ _REGISTRY_FAILURE = re.compile(
 Echo = Callable[[str], None]
 
 
-def _chart_fullname(release: str, chart: str, override: str | None = None) -> str:
-    """The charts' fullname helper: the release name alone when it already contains the chart name."""
-    if override:
-        return override[:63].rstrip("-")
-    name = release if chart in release else f"{release}-{chart}"
-    return name[:63].rstrip("-")
+def workload_service_accounts(project: Project, env: str, release: str, namespace: str) -> dict[str, dict[str, str]]:
+    """The ServiceAccount each IAM role must trust, read from the chart as rendered for this release:
+    the account the serving Deployment and the node-problem-detector DaemonSet run as, wherever
+    nameOverride, fullnameOverride, namespaceOverride or serviceAccount.name put it."""
+    from .render import parse_manifests, render
+
+    objects = parse_manifests(render(project, value_sources(project, None, env), release, namespace))
+    accounts = {}
+    for chart, kind in (("sd21-serving", "Deployment"), ("neuron-problem-detector", "DaemonSet")):
+        workloads = [
+            o for o in objects
+            if o["kind"] == kind and o["metadata"]["labels"].get("helm.sh/chart", "").startswith(f"{chart}-")
+        ]
+        if len(workloads) != 1:
+            raise UsageError(f"values/{env}.yaml: {chart} renders {len(workloads)} {kind}s; enable it so its IAM role "
+                             f"can trust its ServiceAccount ({chart}.enabled: true)")
+        workload = workloads[0]
+        accounts[chart] = {
+            "namespace": workload["metadata"]["namespace"],
+            "name": workload["spec"]["template"]["spec"].get("serviceAccountName") or "default",
+        }
+    return accounts
 
 
 def _chart_values(project: Project, env: str) -> Values:
@@ -81,20 +97,14 @@ def tfvars(project: Project, tf_dir: Path, env: str, release: str, namespace: st
         raise UsageError(f"{where}: sd21-serving.model.s3Uri is {uri!r}; the model bucket and key prefix come from it (s3://bucket/prefix/model.tar.gz)")
     bucket, key = match.groups()
     prefix = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
-    npd = values.get("neuron-problem-detector") or {}
+    accounts = workload_service_accounts(project, env, release, namespace)
     variables = {
         "environment": env,
         "cluster_name": values["global"]["clusterName"],
         "model_bucket_name": bucket,
         "model_key_prefix": prefix,
-        "serving_service_account": {
-            "namespace": serving.get("namespaceOverride") or namespace,
-            "name": (serving.get("serviceAccount") or {}).get("name") or _chart_fullname(release, "sd21-serving", serving.get("fullnameOverride")),
-        },
-        "recovery_service_account": {
-            "namespace": npd.get("namespaceOverride") or namespace,
-            "name": (npd.get("serviceAccount") or {}).get("name") or _chart_fullname(release, "neuron-problem-detector", npd.get("fullnameOverride")),
-        },
+        "serving_service_account": accounts["sd21-serving"],
+        "recovery_service_account": accounts["neuron-problem-detector"],
     }
     variables.update(load_settings(project, tf_dir, env))
     return variables

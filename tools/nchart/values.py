@@ -278,15 +278,15 @@ def _drop_required(schema: Any) -> Any:
 
 def combined_schema(project: Project) -> dict[str, Any]:
     """The umbrella schema with each subchart section checked by that subchart's own schema."""
+    from .chartdeps import local_dependencies
+
     umbrella: dict[str, Any] = json.loads((project.umbrella / "values.schema.json").read_text(encoding="utf-8"))
-    chart_yaml = yaml.safe_load((project.umbrella / "Chart.yaml").read_text(encoding="utf-8"))
-    for dependency in chart_yaml.get("dependencies", []):
-        name = dependency.get("alias") or dependency["name"]
-        schema_path = project.umbrella / "charts" / dependency["name"] / "values.schema.json"
+    for chart in local_dependencies(project.umbrella):
+        schema_path = chart / "values.schema.json"
         if schema_path.is_file():
             sub = json.loads(schema_path.read_text(encoding="utf-8"))
             sub.pop("$schema", None)
-            umbrella["properties"][name] = sub
+            umbrella["properties"][chart.name] = sub
     return umbrella
 
 

@@ -1,0 +1,50 @@
+{{/*
+A prometheus-operator ServiceMonitor for the chart's Service (selected by its selector labels in the
+chart's namespace), labelled with serviceMonitor.labels for the Prometheus serviceMonitorSelector.
+`endpoints` is the chart's own endpoint list, as YAML.
+  {{ include "eks-neuron-lib.serviceMonitor" (dict "context" . "endpoints" (include "my-chart.endpoints" .)) }}
+*/}}
+{{- define "eks-neuron-lib.serviceMonitor" -}}
+{{- $context := .context }}
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ include "eks-neuron-lib.fullname" $context }}
+  namespace: {{ include "eks-neuron-lib.namespace" $context }}
+  labels:
+    {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
+    {{- with $context.Values.serviceMonitor.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "eks-neuron-lib.selectorLabels" $context | nindent 6 }}
+  namespaceSelector:
+    matchNames:
+      - {{ include "eks-neuron-lib.namespace" $context }}
+  endpoints:
+    {{- .endpoints | trim | nindent 4 }}
+{{- end }}
+
+{{/*
+A prometheus-operator PrometheusRule holding the chart's rule groups (YAML), labelled with
+prometheusRule.labels for the Prometheus ruleSelector.
+  {{ include "eks-neuron-lib.prometheusRule" (dict "context" . "groups" (include "my-chart.ruleGroups" .)) }}
+*/}}
+{{- define "eks-neuron-lib.prometheusRule" -}}
+{{- $context := .context }}
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: {{ include "eks-neuron-lib.fullname" $context }}
+  namespace: {{ include "eks-neuron-lib.namespace" $context }}
+  labels:
+    {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
+    {{- with $context.Values.prometheusRule.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  groups:
+    {{- .groups | trim | nindent 4 }}
+{{- end }}

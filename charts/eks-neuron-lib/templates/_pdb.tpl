@@ -1,0 +1,27 @@
+{{/*
+A PodDisruptionBudget for the chart's pods, when podDisruptionBudget.enabled and more than one replica
+can run. It takes minAvailable or maxUnavailable, whichever podDisruptionBudget sets.
+  {{ include "eks-neuron-lib.podDisruptionBudget" (dict "context" . "replicas" .Values.replicaCount) }}
+*/}}
+{{- define "eks-neuron-lib.podDisruptionBudget" -}}
+{{- $context := .context }}
+{{- $budget := $context.Values.podDisruptionBudget }}
+{{- if and $budget.enabled (gt (int .replicas) 1) }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "eks-neuron-lib.fullname" $context }}
+  namespace: {{ include "eks-neuron-lib.namespace" $context }}
+  labels:
+    {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
+spec:
+  {{- if hasKey $budget "minAvailable" }}
+  minAvailable: {{ $budget.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ $budget.maxUnavailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "eks-neuron-lib.selectorLabels" $context | nindent 6 }}
+{{- end }}
+{{- end }}
