@@ -70,6 +70,8 @@ demo: install
 	nchart render inf2-24xlarge --env prod
 
 test: install-serving prometheus checkov cluster-tools
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .metrics import ServerMetrics
 from .pipeline import BatchKey, ImageRequest
@@ -117,54 +119,59 @@ class Batcher:
         key = self._queue[0].key
         return sum(1 for p in self._queue if p.key == key)
 
+    async def _hold_for_company(self) -> None:
+        """Holds the batch open (at most max_wait) only when the last batch says more requests are
+        coming: at low load nothing waits, under load batches fill up to the recent size."""
+        target = min(self.max_batch_size, self._recent_batch_size)
+        if self.max_wait_s <= 0 or self._compatible_waiting() >= target:
+            return
+        deadline = time.monotonic() + self.max_wait_s
+        while self._queue and self._compatible_waiting() < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        """One pipeline call on the model thread; each request of the batch gets its image or the error."""
+        self._recent_batch_size = len(batch)
+        self._inflight = len(batch)
+        self._metrics.inflight.set(self._inflight)
+        self._metrics.batch_size.observe(len(batch))
+        started = time.perf_counter()
+        try:
+            images = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run_batch, batch[0].key, [p.request for p in batch]
+            )
+        except Exception as error:  # the pipeline failed: every request of the batch gets the error
+            self._metrics.rejected.labels("error").inc(len(batch))
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+        else:
+            elapsed = time.perf_counter() - started
+            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
+            self._metrics.generation_seconds.observe(elapsed)
+            self._metrics.images.inc(len(images))
+            for pending, image in zip(batch, images, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(image)
+        finally:
+            self._inflight = 0
+            self._metrics.inflight.set(0)
+
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            # Hold the batch open (at most max_wait) only when the last batch says more requests are
-            # coming: at low load nothing waits, under load batches fill up to the recent size.
-            target = min(self.max_batch_size, self._recent_batch_size)
-            if self.max_wait_s > 0 and self._compatible_waiting() < target:
-                deadline = time.monotonic() + self.max_wait_s
-                while self._queue and self._compatible_waiting() < target:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), remaining)
-                    except asyncio.TimeoutError:
-                        break
-                if not self._queue:
-                    continue
-            batch = self._take_batch()
-            self._recent_batch_size = len(batch)
-            self._inflight = len(batch)
-            self._metrics.inflight.set(self._inflight)
-            self._metrics.batch_size.observe(len(batch))
-            started = time.perf_counter()
-            try:
-                images = await loop.run_in_executor(
-                    self._executor, self._run_batch, batch[0].key, [p.request for p in batch]
-                )
-            except Exception as error:  # the pipeline failed: every request of the batch gets the error
-                self._metrics.rejected.labels("error").inc(len(batch))
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
-            else:
-                elapsed = time.perf_counter() - started
-                self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
-                self._metrics.generation_seconds.observe(elapsed)
-                self._metrics.images.inc(len(images))
-                for pending, image in zip(batch, images):
-                    if not pending.future.done():
-                        pending.future.set_result(image)
-            finally:
-                self._inflight = 0
-                self._metrics.inflight.set(0)
+            await self._hold_for_company()
+            if self._queue:
+                await self._run(self._take_batch())
 
     async def drain(self, timeout_s: float) -> bool:
         """Stops taking requests and waits for queued and running ones; True if all finished."""
@@ -177,10 +184,8 @@ class Batcher:
     async def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-            except asyncio.CancelledError:
-                pass
         for pending in self._queue:
             if not pending.future.done():
                 pending.future.set_exception(Draining())

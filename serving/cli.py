@@ -63,12 +63,35 @@ def serve(host: str | None, port: int | None) -> None:
 
 
 @cli.command("compile")
-@click.option("--model-dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help="Diffusers pipeline to compile.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Artefact directory to write.")
-@click.option("--tracer", type=click.Choice(["auto", "neuron", "jit"]), default="auto", show_default=True,
-              help="neuron: torch_neuronx.trace; jit: torch.jit.trace (same layout, runs anywhere; for development).")
-@click.option("--cores", type=click.IntRange(min=1), default=2, show_default=True, help="NeuronCores the UNet will be spread over.")
-@click.option("--pack", "tarball", type=click.Path(dir_okay=False, path_type=Path), help="Also pack the result into this tarball (+ .sha256).")
+@click.option(
+    "--model-dir",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Diffusers pipeline to compile.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Artefact directory to write."
+)
+@click.option(
+    "--tracer",
+    type=click.Choice(["auto", "neuron", "jit"]),
+    default="auto",
+    show_default=True,
+    help="neuron: torch_neuronx.trace; jit: torch.jit.trace (same layout, runs anywhere; for development).",
+)
+@click.option(
+    "--cores",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="NeuronCores the UNet will be spread over.",
+)
+@click.option(
+    "--pack",
+    "tarball",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also pack the result into this tarball (+ .sha256).",
+)
 def compile_command(model_dir: Path, out: Path, tracer: str, cores: int, tarball: Path | None) -> None:
     """Trace the text encoder, UNet, VAE decoder and post_quant_conv; write the layout the server loads."""
     from .artefacts import pack
@@ -78,7 +101,9 @@ def compile_command(model_dir: Path, out: Path, tracer: str, cores: int, tarball
         import_torch_neuronx()  # auto means Neuron; say so plainly where it is missing
         tracer = "neuron"
     manifest = compile_pipeline(model_dir, out, tracer, cores)
-    click.echo(f"compiled {model_dir} -> {out} ({manifest['tracer']}, {manifest['image_size'][0]}x{manifest['image_size'][1]})")
+    click.echo(
+        f"compiled {model_dir} -> {out} ({manifest['tracer']}, {manifest['image_size'][0]}x{manifest['image_size'][1]})"
+    )
     if tarball is not None:
         digest = pack(out, tarball)
         click.echo(f"packed {tarball} sha256 {digest}")

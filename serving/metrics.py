@@ -13,24 +13,44 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("sd_http_requests", "HTTP requests by route, method and status code.",
-                                ["route", "method", "status"], registry=r)
-        self.request_seconds = Histogram("sd_http_request_duration_seconds", "HTTP request latency by route and status code.",
-                                         ["route", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "sd_http_requests",
+            "HTTP requests by route, method and status code.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "sd_http_request_duration_seconds",
+            "HTTP request latency by route and status code.",
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge("sd_queue_depth", "Image requests waiting for a batch slot.", registry=r)
-        self.queue_capacity = Gauge("sd_queue_capacity", "Image requests the queue holds before answering 429.", registry=r)
+        self.queue_capacity = Gauge(
+            "sd_queue_capacity", "Image requests the queue holds before answering 429.", registry=r
+        )
         self.inflight = Gauge("sd_inflight_requests", "Image requests being generated now.", registry=r)
         self.batch_size = Histogram("sd_batch_size", "Images per pipeline call.", buckets=BATCH_BUCKETS, registry=r)
         self.images = Counter("sd_images_generated", "Images generated.", registry=r)
-        self.rejected = Counter("sd_rejected_requests", "Image requests refused or abandoned, by reason.", ["reason"], registry=r)
-        self.generation_seconds = Histogram("sd_generation_duration_seconds", "Pipeline call latency per batch.",
-                                            buckets=LATENCY_BUCKETS, registry=r)
-        self.step_seconds = Histogram("sd_denoising_step_duration_seconds",
-                                      "Latency of one denoising step (UNet with guidance, and scheduler) per batch.",
-                                      buckets=STEP_BUCKETS, registry=r)
-        self.png_seconds = Histogram("sd_png_encode_duration_seconds", "PNG encoding latency per image.",
-                                     buckets=STEP_BUCKETS, registry=r)
-        self.model_load_seconds = Gauge("sd_model_load_seconds", "Seconds the model took to load and warm up.", registry=r)
+        self.rejected = Counter(
+            "sd_rejected_requests", "Image requests refused or abandoned, by reason.", ["reason"], registry=r
+        )
+        self.generation_seconds = Histogram(
+            "sd_generation_duration_seconds", "Pipeline call latency per batch.", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.step_seconds = Histogram(
+            "sd_denoising_step_duration_seconds",
+            "Latency of one denoising step (UNet with guidance, and scheduler) per batch.",
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.png_seconds = Histogram(
+            "sd_png_encode_duration_seconds", "PNG encoding latency per image.", buckets=STEP_BUCKETS, registry=r
+        )
+        self.model_load_seconds = Gauge(
+            "sd_model_load_seconds", "Seconds the model took to load and warm up.", registry=r
+        )
         self.ready = Gauge("sd_ready", "1 when the model is loaded and warm and the server takes requests.", registry=r)
         self.info = Gauge("sd_model_info", "The loaded model.", ["backend", "traced", "width", "height"], registry=r)
         for reason in ("queue_full", "timeout", "draining", "error"):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,7 +70,9 @@ class UNetForTrace(nn.Module):
         super().__init__()
         self.unet = unet
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> torch.Tensor:
         return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
 
@@ -105,7 +108,9 @@ class TracedTextEncoder(nn.Module):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: Any) -> tuple[torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: Any
+    ) -> tuple[torch.Tensor]:
         return (self.traced(input_ids),)
 
 
@@ -128,7 +133,9 @@ class TracedUNet(nn.Module):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, **_: Any) -> tuple[torch.Tensor]:
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, **_: Any
+    ) -> tuple[torch.Tensor]:
         self.calls += 1
         timesteps = timestep.float().expand(sample.shape[0]).contiguous()
         out = self.runner(sample.to(self._dtype), timesteps, encoder_hidden_states.to(self._dtype))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .neuron import attach_traced_modules, neuron_available, read_manifest
 
@@ -50,7 +51,9 @@ class ImageGenerator:
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.pipeline.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
 
-    def generate(self, key: BatchKey, requests: Sequence[ImageRequest], on_step: StepCallback | None = None) -> list[Any]:
+    def generate(
+        self, key: BatchKey, requests: Sequence[ImageRequest], on_step: StepCallback | None = None
+    ) -> list[Any]:
         """PIL images, one per request, in order. Each request's seed alone decides its noise."""
         import torch
 
@@ -106,7 +109,9 @@ def load_generator(model_dir: Path, backend: str, neuron_cores: int = 2) -> Imag
         raise ModelLoadError(str(error)) from error
     chosen = resolve_backend(backend, model_dir)
     if chosen == "neuron" and (manifest is None or manifest["tracer"] != "neuron"):
-        raise ModelLoadError(f"{model_dir}: backend neuron needs sub-models compiled for Neuron (run `serving compile`)")
+        raise ModelLoadError(
+            f"{model_dir}: backend neuron needs sub-models compiled for Neuron (run `serving compile`)"
+        )
     if chosen == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("backend cuda requested but no CUDA device is visible")
 

@@ -14,7 +14,9 @@ Backend = Literal["auto", "neuron", "cuda", "cpu"]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SD_", extra="forbid")
 
-    model_dir: Path = Field(Path("/models/sd21"), description="Diffusers pipeline directory, with neuron/ when compiled")
+    model_dir: Path = Field(
+        Path("/models/sd21"), description="Diffusers pipeline directory, with neuron/ when compiled"
+    )
     backend: Backend = "auto"
     max_batch_size: int = Field(4, ge=1, le=64)
     # Longest a batch is held open for requests expected to arrive (see batching.py); an idle

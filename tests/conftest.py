@@ -32,7 +32,7 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render_cached(instance: str | None, env: str | None, sets: tuple[str, ...]) -> str:
     target = resolve_instance(instance) if instance else None
     if target is not None and target.core_version == "NC-v1" and env is not None:
@@ -74,6 +74,7 @@ def project_copy(tmp_path: Path) -> Project:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SD-2.x-shaped pipeline with random weights, built here (no downloads)."""
     import serving_support  # noqa: F401  (sets the offline environment first)
+
     from serving.random_model import build_random_pipeline
 
     return build_random_pipeline("tiny", tmp_path_factory.mktemp("tiny-sd"))

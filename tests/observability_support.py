@@ -9,14 +9,15 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import yaml
-
 from conftest import render_objects
-from serving.local import free_port
+
+from nchart.localcluster import free_port
 
 RELEASE_JOBS = {
     "neuron-monitor": "eks-neuron-neuron-monitor",
@@ -45,7 +46,7 @@ def static_exporter(files: dict[str, Path]) -> Iterator[str]:
     """Serves each file at /<name> in Prometheus text format; yields host:port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             path = files.get(self.path.strip("/"))
             if path is None:
                 self.send_error(404)
@@ -84,9 +85,15 @@ def prometheus(workdir: Path, scrape_configs: list[dict[str, Any]], rules_file: 
     port = free_port()
     log = (workdir / "prometheus.log").open("w")
     process = subprocess.Popen(
-        [binary, f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -113,8 +120,22 @@ def query(base: str, expr: str) -> dict[str, Any]:
     return payload
 
 
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
-             "inf", "nan", "le"}
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+    "le",
+}
 
 
 def metric_names(expr: str) -> set[str]:

@@ -6,8 +6,8 @@ import re
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import ROOT
+
 from nchart.cli import cli
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 
 def test_bench_reports_three_rows_with_ratios() -> None:
     # A loose target: this checks the command, not the machine's speed.
-    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(ROOT), "bench", "inf2-xlarge", "--env", "dev", "--runs", "3", "--target", "1000"])
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["--root", str(ROOT), "bench", "inf2-xlarge", "--env", "dev", "--runs", "3", "--target", "1000"]
+    )
     assert result.exit_code == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if re.search(r"\s\d+\.\d+\s+\d+\.\d+\s+\d+\.\d\d$", line)]
     assert [row.split("  ")[0].strip() for row in rows] == [
@@ -27,6 +29,8 @@ def test_bench_reports_three_rows_with_ratios() -> None:
 
 
 def test_bench_exit_code_when_target_missed() -> None:
-    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(ROOT), "bench", "inf2-xlarge", "--runs", "3", "--target", "0.01"])
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["--root", str(ROOT), "bench", "inf2-xlarge", "--runs", "3", "--target", "0.01"]
+    )
     assert result.exit_code == 6
     assert "over the target 0.01" in result.stderr

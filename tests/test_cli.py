@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import ROOT
+
 from nchart.cli import cli
 from nchart.errors import ExitCode
 
@@ -24,7 +24,19 @@ def test_instances_table_lists_the_catalog() -> None:
     code, out, _ = run("instances")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["INSTANCE", "CHIPS", "CORES/CHIP", "CORES", "DEVICE", "MEM", "GiB", "VCPU", "HOST", "MEM", "GiB"]
+    assert lines[0].split() == [
+        "INSTANCE",
+        "CHIPS",
+        "CORES/CHIP",
+        "CORES",
+        "DEVICE",
+        "MEM",
+        "GiB",
+        "VCPU",
+        "HOST",
+        "MEM",
+        "GiB",
+    ]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
     assert rows["inf2.24xlarge"] == ["6", "2", "12", "192", "96", "384"]
     assert rows["trn2.48xlarge"] == ["16", "4", "64", "1536", "192", "2048"]
@@ -43,7 +55,17 @@ def test_render_accepts_both_spellings(spelling: str) -> None:
 def test_render_layers_env_files_and_set_in_order(tmp_path: Path) -> None:
     extra = tmp_path / "extra.yaml"
     extra.write_text("my-scheduler:\n  logLevel: 5\n  replicaCount: 3\n")
-    code, out, _ = run("render", "inf2.xlarge", "--env", "prod", "-f", str(extra), "--set", "my-scheduler.replicaCount=4", "--values-only")
+    code, out, _ = run(
+        "render",
+        "inf2.xlarge",
+        "--env",
+        "prod",
+        "-f",
+        str(extra),
+        "--set",
+        "my-scheduler.replicaCount=4",
+        "--values-only",
+    )
     assert code == 0
     values = yaml.safe_load(out)
     assert values["my-scheduler"]["replicaCount"] == 4  # --set beats -f beats env
@@ -125,6 +147,8 @@ def test_missing_helm_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_envvar_prefix_sets_options() -> None:
-    result = CliRunner(mix_stderr=False).invoke(cli, ["render", "inf2.xlarge", "--values-only"], env={"NCHART_ROOT": str(ROOT), "NCHART_RENDER_ENV": "dev"})
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["render", "inf2.xlarge", "--values-only"], env={"NCHART_ROOT": str(ROOT), "NCHART_RENDER_ENV": "dev"}
+    )
     assert result.exit_code == 0, result.stderr
     assert yaml.safe_load(result.stdout)["my-scheduler"]["replicaCount"] == 1

@@ -9,11 +9,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from conftest import ROOT
 
 SCRIPT = ROOT / "charts/sd21-serving/files/fetch-model.sh"
@@ -30,8 +30,9 @@ def s3() -> Iterator[Any]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
     client.create_bucket(Bucket=BUCKET)
     client.endpoint = endpoint  # type: ignore[attr-defined]
     yield client
@@ -41,7 +42,10 @@ def s3() -> Iterator[Any]:
 def model_tarball() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in (("model_index.json", b'{"_class_name": "StableDiffusionPipeline"}'), ("neuron/manifest.json", b"{}")):
+        for name, data in (
+            ("model_index.json", b'{"_class_name": "StableDiffusionPipeline"}'),
+            ("neuron/manifest.json", b"{}"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -52,11 +56,18 @@ def run_script(s3: Any, tmp_path: Path, uri: str, sha256: str = "") -> subproces
     aws_dir = Path(sys.executable).parent  # the AWS CLI installed beside this interpreter
     env = {
         "PATH": f"{aws_dir}:{os.environ['PATH']}",
-        "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path),
-        "MODEL_S3_URI": uri, "MODEL_SHA256": sha256, "MODEL_DIR": str(tmp_path / "model"),
+        "AWS_ENDPOINT_URL": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "HOME": str(tmp_path),
+        "MODEL_S3_URI": uri,
+        "MODEL_SHA256": sha256,
+        "MODEL_DIR": str(tmp_path / "model"),
     }
-    return subprocess.run([shutil.which("sh") or "/bin/sh", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [shutil.which("sh") or "/bin/sh", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_downloads_verifies_and_unpacks_with_the_sha256_object(s3: Any, tmp_path: Path) -> None:
@@ -92,7 +103,9 @@ def test_checksum_mismatch_fails_and_leaves_no_model(s3: Any, tmp_path: Path) ->
     assert not (tmp_path / "model/model_index.json").exists()
 
 
-@pytest.mark.parametrize("uri,message", [("", "MODEL_S3_URI is empty"), ("https://x/y", "must look like s3://bucket/key")])
+@pytest.mark.parametrize(
+    "uri,message", [("", "MODEL_S3_URI is empty"), ("https://x/y", "must look like s3://bucket/key")]
+)
 def test_bad_uri_fails_before_any_download(s3: Any, tmp_path: Path, uri: str, message: str) -> None:
     result = run_script(s3, tmp_path, uri)
     assert result.returncode == 1 and message in result.stderr

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import ROOT
+
 from nchart.catalog import load_catalog
 from nchart.cli import cli
 from nchart.generate import INSTANCE_LIST_CHARTS, key_mismatches
@@ -62,7 +62,11 @@ def test_key_only_in_values_or_only_in_schema_is_a_generation_error() -> None:
 def test_schema_generation_refuses_values_and_schema_that_disagree(project_copy: Project) -> None:
     # A `hidden` annotation keeps a key out of the schema: values.yaml then has a key the schema forbids.
     values = project_copy.charts_dir / "neuron-scheduler" / "values.yaml"
-    values.write_text(values.read_text().replace("\nreplicaCount: 1 # @schema minimum: 1\n", "\nreplicaCount: 1 # @schema hidden: true\n"))
+    values.write_text(
+        values.read_text().replace(
+            "\nreplicaCount: 1 # @schema minimum: 1\n", "\nreplicaCount: 1 # @schema hidden: true\n"
+        )
+    )
     code, stderr = check(project_copy)
     assert code == 2
     assert "charts/neuron-scheduler/values.yaml: values and schema disagree" in stderr
@@ -78,8 +82,11 @@ def test_every_object_of_our_own_shape_is_strict(chart: str) -> None:
 
     def visit(node: dict, path: str) -> None:
         if node.get("properties"):
-            if node.get("additionalProperties", True) is True and not path.startswith("global") \
-                    and not (chart == "eks-neuron" and path.count(".") == 0 and path):
+            if (
+                node.get("additionalProperties", True) is True
+                and not path.startswith("global")
+                and not (chart == "eks-neuron" and path.count(".") == 0 and path)
+            ):
                 lax.append(path or "(top level)")
             for key, child in node["properties"].items():
                 visit(child, f"{path}.{key}" if path else key)

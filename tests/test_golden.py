@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ROOT, render_text
 
 GOLDEN = {
@@ -20,4 +19,6 @@ def test_render_matches_golden(name: str, update_golden: bool) -> None:
     if update_golden:
         path.write_text(rendered, encoding="utf-8")
     assert path.is_file(), f"{path} missing; run pytest --update-golden and review the diff"
-    assert rendered == path.read_text(encoding="utf-8"), f"render differs from {path.name}; if intended, run pytest --update-golden and review the diff"
+    assert rendered == path.read_text(encoding="utf-8"), (
+        f"render differs from {path.name}; if intended, run pytest --update-golden and review the diff"
+    )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import ROOT
+
 from nchart.cli import cli
 from nchart.lint import run_lint
 from nchart.project import Project
@@ -45,7 +45,9 @@ def test_invalid_servicemonitor_fails_against_the_crd_schema(project_copy: Proje
     template = project_copy.charts_dir / "neuron-monitor/templates/servicemonitor.yaml"
     template.write_text(template.read_text().replace("\n  interval:", "\n  scrapeInterval:"))
     report = lint(project_copy, ["prod"], ["inf2.xlarge"])
-    assert any(f.check == "kubeconform" and f.file.startswith("ServiceMonitor/") for f in report.failures), report.lines()
+    assert any(f.check == "kubeconform" and f.file.startswith("ServiceMonitor/") for f in report.failures), (
+        report.lines()
+    )
 
 
 def test_typo_in_an_environment_file_names_file_and_key(project_copy: Project) -> None:
@@ -54,13 +56,17 @@ def test_typo_in_an_environment_file_names_file_and_key(project_copy: Project) -
     report = lint(project_copy, ["staging"], ["inf2.xlarge"])
     schema_failures = [f for f in report.failures if f.check == "values-schema"]
     assert schema_failures[0].file == "values/staging.yaml"
-    assert schema_failures[0].message.startswith("my-scheduler.podDisruptionBudgte: unknown key (did you mean 'podDisruptionBudget'?)")
+    assert schema_failures[0].message.startswith(
+        "my-scheduler.podDisruptionBudgte: unknown key (did you mean 'podDisruptionBudget'?)"
+    )
     assert any(f.check == "render" for f in report.failures)
 
 
 def test_stale_readme_and_bad_chart_metadata_are_reported(project_copy: Project) -> None:
     values = project_copy.charts_dir / "neuron-monitor/values.yaml"
-    values.write_text(values.read_text().replace("# -- Port of the Prometheus endpoint.", "# -- Port of the metrics endpoint."))
+    values.write_text(
+        values.read_text().replace("# -- Port of the Prometheus endpoint.", "# -- Port of the metrics endpoint.")
+    )
     chart = project_copy.charts_dir / "my-scheduler/Chart.yaml"
     chart.write_text(re.sub(r"^kubeVersion:.*\n", "", chart.read_text(), flags=re.MULTILINE) + "extra:  [1,2]\n")
     report = lint(project_copy, ["dev"], ["inf2.xlarge"])
@@ -68,8 +74,11 @@ def test_stale_readme_and_bad_chart_metadata_are_reported(project_copy: Project)
     assert ("generated", "neuron-monitor") in checks
     stale = {f.file for f in report.failures if f.check == "generated"}
     # The README shows the kubeVersion the test removed from my-scheduler's Chart.yaml, too.
-    assert stale == {"charts/neuron-monitor/README.md", "charts/neuron-monitor/values.schema.json",
-                     "charts/my-scheduler/README.md"}
+    assert stale == {
+        "charts/neuron-monitor/README.md",
+        "charts/neuron-monitor/values.schema.json",
+        "charts/my-scheduler/README.md",
+    }
     assert ("chart-schema", "my-scheduler") in checks
     assert ("yamllint", "my-scheduler") in checks
     messages = " ".join(f.message for f in report.failures if f.check == "chart-schema")
@@ -79,7 +88,9 @@ def test_stale_readme_and_bad_chart_metadata_are_reported(project_copy: Project)
 def test_lint_exit_code_is_named(project_copy: Project, tmp_path: Path) -> None:
     values = project_copy.values_dir / "dev.yaml"
     values.write_text(values.read_text() + "unknownTopLevel: 1\n")
-    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(project_copy.root), "lint", "--env", "dev", "--instance", "inf2-xlarge"])
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["--root", str(project_copy.root), "lint", "--env", "dev", "--instance", "inf2-xlarge"]
+    )
     assert result.exit_code == 3
     assert "FAIL [values-schema] eks-neuron: values/dev.yaml: unknownTopLevel: unknown key" in result.stdout
 

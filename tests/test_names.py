@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import find, render_objects
+
 from nchart.cli import cli
 from nchart.errors import NchartError
 from nchart.project import Project
@@ -35,7 +35,11 @@ def extender_url(objects: list[dict[str, Any]]) -> str:
 @pytest.mark.parametrize("sets", RENAMES, ids=lambda s: ",".join(s) or "defaults")
 def test_scheduler_calls_the_extender_service_the_chart_creates(sets: tuple[str, ...]) -> None:
     objects = render_objects("inf2.xlarge", "dev", *sets)
-    (service,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["labels"]["helm.sh/chart"].startswith("neuron-scheduler-")]
+    (service,) = [
+        o
+        for o in objects
+        if o["kind"] == "Service" and o["metadata"]["labels"]["helm.sh/chart"].startswith("neuron-scheduler-")
+    ]
     host = urlparse(extender_url(objects)).hostname
     assert host == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
 
@@ -47,10 +51,12 @@ def test_scheduler_calls_the_extender_service_the_chart_creates(sets: tuple[str,
         (("neuron-scheduler.fullnameOverride=ext",), "ext"),
     ],
 )
-def test_renamed_extender_without_the_scheduler_told_fails_with_the_fix(sets: tuple[str, ...], expected_name: str) -> None:
+def test_renamed_extender_without_the_scheduler_told_fails_with_the_fix(
+    sets: tuple[str, ...], expected_name: str
+) -> None:
     with pytest.raises(NchartError) as caught:
         render_objects("inf2.xlarge", "dev", *sets)
-    assert f"neuron-scheduler names its Service \"{expected_name}\"" in caught.value.message
+    assert f'neuron-scheduler names its Service "{expected_name}"' in caught.value.message
     assert f"set my-scheduler.extender.serviceName={expected_name}" in caught.value.message
 
 
@@ -62,12 +68,14 @@ def test_extender_in_another_namespace_fails_with_the_fix() -> None:
 
 def test_release_named_after_the_extender_keeps_the_url_right() -> None:
     from conftest import PROJECT
+
     from nchart.catalog import resolve_instance
     from nchart.render import parse_manifests, render
     from nchart.values import value_sources
 
-    objects = parse_manifests(render(PROJECT, value_sources(PROJECT, resolve_instance("inf2.xlarge"), "dev"),
-                                     release="neuron-scheduler"))
+    objects = parse_manifests(
+        render(PROJECT, value_sources(PROJECT, resolve_instance("inf2.xlarge"), "dev"), release="neuron-scheduler")
+    )
     service = find(objects, "Service", "neuron-scheduler")
     assert service["metadata"]["name"] == "neuron-scheduler"
     assert urlparse(extender_url(objects)).hostname.startswith("neuron-scheduler.kube-system.")
@@ -94,10 +102,21 @@ def test_iam_roles_trust_the_service_accounts_the_pods_run_as(project_copy: Proj
     assert result.exit_code == 0, result.stderr
     variables = json.loads(result.stdout)
     objects = parse_manifests(render(project_copy, value_sources(project_copy, None, "dev")))
-    for key, chart, kind in (("serving_service_account", "sd21-serving", "Deployment"),
-                             ("recovery_service_account", "neuron-problem-detector", "DaemonSet")):
-        (workload,) = [o for o in objects if o["kind"] == kind and o["metadata"]["labels"]["helm.sh/chart"].startswith(chart)]
-        runs_as = {"namespace": workload["metadata"]["namespace"], "name": workload["spec"]["template"]["spec"]["serviceAccountName"]}
+    for key, chart, kind in (
+        ("serving_service_account", "sd21-serving", "Deployment"),
+        ("recovery_service_account", "neuron-problem-detector", "DaemonSet"),
+    ):
+        (workload,) = [
+            o for o in objects if o["kind"] == kind and o["metadata"]["labels"]["helm.sh/chart"].startswith(chart)
+        ]
+        runs_as = {
+            "namespace": workload["metadata"]["namespace"],
+            "name": workload["spec"]["template"]["spec"]["serviceAccountName"],
+        }
         assert variables[key] == runs_as
-        assert any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == runs_as["name"]
-                   and o["metadata"]["namespace"] == runs_as["namespace"] for o in objects)
+        assert any(
+            o["kind"] == "ServiceAccount"
+            and o["metadata"]["name"] == runs_as["name"]
+            and o["metadata"]["namespace"] == runs_as["namespace"]
+            for o in objects
+        )

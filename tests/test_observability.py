@@ -7,19 +7,26 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
-
 import serving_support  # noqa: F401  (offline environment for the model server)
 from conftest import ROOT, find_all, render_objects
-from nchart.dashboards import DASHBOARDS, panel_queries
 from observability_support import (
-    RELEASE_JOBS, metric_names, prometheus, query, rendered_rule_groups, static_exporter, write_rules_file,
+    RELEASE_JOBS,
+    metric_names,
+    prometheus,
+    query,
+    rendered_rule_groups,
+    static_exporter,
+    write_rules_file,
 )
 from serving_support import ready_app, uvicorn_server
+
+from nchart.dashboards import DASHBOARDS, panel_queries
 
 DASHBOARD_DIR = ROOT / "charts/grafana-dashboards/dashboards"
 NEURON_MONITOR_SCRAPE = ROOT.parent / "shared/fixtures/neuron-monitor-inf1.6xlarge.prom"
@@ -46,14 +53,20 @@ def test_committed_dashboards_are_the_ones_the_code_builds() -> None:
 
 def test_dashboards_have_datasource_and_job_variables_and_a_configmap_each() -> None:
     objects = render_objects("inf2.xlarge", "prod")
-    configmaps = {o["metadata"]["name"]: o for o in find_all(objects, "ConfigMap") if "grafana-dashboards" in o["metadata"]["name"]}
+    configmaps = {
+        o["metadata"]["name"]: o
+        for o in find_all(objects, "ConfigMap")
+        if "grafana-dashboards" in o["metadata"]["name"]
+    }
     assert len(configmaps) == len(DASHBOARDS)
     for name, dashboard in dashboards():
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
         assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
         assert variables["job"]["type"] == "query" and variables["job"]["datasource"]["uid"] == "${datasource}"
         for title, expr in panel_queries(dashboard):
-            assert 'job=~"$job"' in expr or 'job=~"$ksm_job"' in expr, f"{name} / {title} ignores the job variable: {expr}"
+            assert 'job=~"$job"' in expr or 'job=~"$ksm_job"' in expr, (
+                f"{name} / {title} ignores the job variable: {expr}"
+            )
         configmap = next(c for c in configmaps.values() if name in c["data"])
         assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert configmap["metadata"]["annotations"]["grafana_folder"] == "Neuron"
@@ -68,7 +81,9 @@ def test_promtool_checks_and_unit_tests_the_rules(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS" in checked.stdout
     shutil.copy(ROOT / "tests/rules/eks-neuron.test.yaml", tmp_path / "eks-neuron.test.yaml")
-    tested = subprocess.run([promtool, "test", "rules", str(tmp_path / "eks-neuron.test.yaml")], capture_output=True, text=True)
+    tested = subprocess.run(
+        [promtool, "test", "rules", str(tmp_path / "eks-neuron.test.yaml")], capture_output=True, text=True
+    )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     alerts = {rule["alert"] for group in rendered_rule_groups() for rule in group["rules"] if "alert" in rule}
     unit_tests = (ROOT / "tests/rules/eks-neuron.test.yaml").read_text()
@@ -100,13 +115,20 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
                 assert time.monotonic() < deadline, "model server never became ready"
                 time.sleep(0.1)
             for seed in range(3):
-                assert client.post("/v1/images/generations", json={"prompt": "a lighthouse", "steps": 2, "seed": seed}).status_code == 200
+                assert (
+                    client.post(
+                        "/v1/images/generations", json={"prompt": "a lighthouse", "steps": 2, "seed": seed}
+                    ).status_code
+                    == 200
+                )
             assert client.post("/v1/images/generations", json={"prompt": ""}).status_code == 422
         scrape_configs = [
             {"job_name": RELEASE_JOBS[name], "metrics_path": f"/{name}", "static_configs": [{"targets": [exporter]}]}
             for name in files
         ]
-        scrape_configs.append({"job_name": RELEASE_JOBS["serving"], "static_configs": [{"targets": [server_url.removeprefix("http://")]}]})
+        scrape_configs.append(
+            {"job_name": RELEASE_JOBS["serving"], "static_configs": [{"targets": [server_url.removeprefix("http://")]}]}
+        )
         with prometheus(workdir, scrape_configs, rules) as base:
             # Enough scrapes for rate() and a few rule evaluations.
             deadline_s = time.monotonic() + 60
@@ -142,9 +164,13 @@ def test_every_panel_query_parses_and_returns_data(live_prometheus: str, dashboa
     for variable in content["templating"]["list"]:
         if variable["type"] == "query":
             selector = variable["query"].removeprefix("label_values(").rsplit(",", 1)[0]
-            series = httpx.get(f"{live_prometheus}/api/v1/series", params={"match[]": substitute(selector)}).json()["data"]
+            series = httpx.get(f"{live_prometheus}/api/v1/series", params={"match[]": substitute(selector)}).json()[
+                "data"
+            ]
             label = variable["query"].rsplit(",", 1)[1].strip(" )")
-            assert {s.get(label) for s in series} - {None}, f"{dashboard}: variable {variable['name']} would list nothing"
+            assert {s.get(label) for s in series} - {None}, (
+                f"{dashboard}: variable {variable['name']} would list nothing"
+            )
 
 
 def test_every_rule_evaluates_and_recording_rules_have_data(live_prometheus: str) -> None:
@@ -167,7 +193,9 @@ def test_every_rule_evaluates_and_recording_rules_have_data(live_prometheus: str
 
 
 def test_metric_name_extraction() -> None:
-    assert metric_names('sum by (job, le) (rate(sd_http_request_duration_seconds_bucket{route="/x", status="200"}[5m]))') == {"sd_http_request_duration_seconds_bucket"}
+    assert metric_names(
+        'sum by (job, le) (rate(sd_http_request_duration_seconds_bucket{route="/x", status="200"}[5m]))'
+    ) == {"sd_http_request_duration_seconds_bucket"}
     assert metric_names('count(a_total{x="y"} > 0.01) or vector(0)') == {"a_total"}
     assert metric_names('count by (instance_type) (instance_info{job=~".+"})') == {"instance_info"}
     assert metric_names('x:y:rate5m{job=~"$job"} / on (pod) group_left () b') == {"x:y:rate5m", "b"}

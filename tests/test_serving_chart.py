@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import ENVS, INSTANCES, ROOT, find, find_all, render_objects
+
 from nchart.catalog import load_catalog
 from nchart.cli import cli
 from nchart.errors import ExitCode, NchartError
@@ -54,8 +54,10 @@ def test_scheduler_tolerations_probes_and_init(env: str, instance: str) -> None:
     assert pod["schedulerName"] == "my-scheduler"
     for pool in find_all(objects, "NodePool"):
         for taint in pool["spec"]["template"]["spec"]["taints"]:
-            assert any(t.get("key") == taint["key"] and t.get("effect") == taint["effect"] and t.get("operator") == "Exists"
-                       for t in pod["tolerations"]), taint
+            assert any(
+                t.get("key") == taint["key"] and t.get("effect") == taint["effect"] and t.get("operator") == "Exists"
+                for t in pod["tolerations"]
+            ), taint
     assert container["startupProbe"]["httpGet"]["path"] == "/ready"
     assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 300
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
@@ -92,11 +94,16 @@ def test_environments_choose_autoscaling_and_monitoring() -> None:
     assert find(prod, "ServiceMonitor", "sd21-serving")["spec"]["endpoints"][0]["path"] == "/metrics"
     assert find(prod, "PodDisruptionBudget", "sd21-serving")["spec"]["maxUnavailable"] == 1
     account = find(prod, "ServiceAccount", "sd21-serving")
-    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/eks-neuron-prod-sd21-serving")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+        ":role/eks-neuron-prod-sd21-serving"
+    )
     ingress = find(prod, "Ingress", "sd21-serving")
     assert ingress["spec"]["ingressClassName"] == "alb"
     pod, _ = server(prod)
-    assert pod["volumes"][0] == {"name": "model", "hostPath": {"path": "/var/cache/eks-neuron/sd21", "type": "DirectoryOrCreate"}}
+    assert pod["volumes"][0] == {
+        "name": "model",
+        "hostPath": {"path": "/var/cache/eks-neuron/sd21", "type": "DirectoryOrCreate"},
+    }
     node_class = find(prod, "EC2NodeClass", "")
     assert "chown 65532:65532 /var/cache/eks-neuron/sd21" in node_class["spec"]["userData"]
     assert node_class["spec"]["role"] == "eks-neuron-prod-karpenter-node"
@@ -109,18 +116,29 @@ def test_karpenter_node_pool_for_inf2() -> None:
     requirements = {r["key"]: r["values"] for r in spec["template"]["spec"]["requirements"]}
     assert requirements["karpenter.k8s.aws/instance-family"] == ["inf2"]
     assert requirements["karpenter.k8s.aws/instance-size"] == ["xlarge", "8xlarge", "24xlarge", "48xlarge"]
-    assert spec["template"]["spec"]["taints"] == [{"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"}]
+    assert spec["template"]["spec"]["taints"] == [
+        {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"}
+    ]
     assert spec["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
     assert spec["disruption"]["budgets"] == [{"nodes": "10%"}]
     node_class = find(render_objects("inf2.48xlarge", "prod"), "EC2NodeClass", "")
-    assert spec["template"]["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class["metadata"]["name"]}
+    assert spec["template"]["spec"]["nodeClassRef"] == {
+        "group": "karpenter.k8s.aws",
+        "kind": "EC2NodeClass",
+        "name": node_class["metadata"]["name"],
+    }
 
 
 def test_node_class_name_follows_the_immutable_role() -> None:
     """EC2NodeClass.spec.role is immutable: a role change must make a new node class, with the pools on it."""
+
     def names(role: str) -> tuple[str, set[str]]:
-        objects = render_objects("inf2.xlarge", "prod", f"sd21-serving.karpenter.nodeClass.role={role}",
-                                 "sd21-serving.karpenter.nodePools.trn1.enabled=true")
+        objects = render_objects(
+            "inf2.xlarge",
+            "prod",
+            f"sd21-serving.karpenter.nodeClass.role={role}",
+            "sd21-serving.karpenter.nodePools.trn1.enabled=true",
+        )
         node_class = find(objects, "EC2NodeClass", "")
         assert node_class["spec"]["role"] == role
         refs = {p["spec"]["template"]["spec"]["nodeClassRef"]["name"] for p in objects if p["kind"] == "NodePool"}
@@ -135,7 +153,9 @@ def test_node_class_name_follows_the_immutable_role() -> None:
 
 
 def test_whole_device_mode_asks_for_devices() -> None:
-    objects = render_objects("trn1.32xlarge", "dev", "sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=8")
+    objects = render_objects(
+        "trn1.32xlarge", "dev", "sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=8"
+    )
     _, container = server(objects)
     assert container["resources"]["requests"]["aws.amazon.com/neuron"] == 4
     assert "aws.amazon.com/neuroncore" not in container["resources"]["requests"]
@@ -145,11 +165,27 @@ def test_whole_device_mode_asks_for_devices() -> None:
 @pytest.mark.parametrize(
     "instance,sets,message",
     [
-        ("inf2.8xlarge", ["sd21-serving.neuron.coresPerReplica=4"], "sd21-serving.neuron.coresPerReplica=4 does not fit inf2.8xlarge, which has 2 NeuronCores"),
-        ("inf2.24xlarge", ["sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=3"], "is not a whole number of inf2.24xlarge devices"),
-        ("trn1.32xlarge", ["sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=4"], "trn1.32xlarge pods take 1, 4, 8, 16 devices"),
+        (
+            "inf2.8xlarge",
+            ["sd21-serving.neuron.coresPerReplica=4"],
+            "sd21-serving.neuron.coresPerReplica=4 does not fit inf2.8xlarge, which has 2 NeuronCores",
+        ),
+        (
+            "inf2.24xlarge",
+            ["sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=3"],
+            "is not a whole number of inf2.24xlarge devices",
+        ),
+        (
+            "trn1.32xlarge",
+            ["sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=4"],
+            "trn1.32xlarge pods take 1, 4, 8, 16 devices",
+        ),
         ("inf1.6xlarge", [], "sd21-serving needs NeuronCore-v2 or later (torch-neuronx); inf1.6xlarge has NC-v1"),
-        ("inf2.xlarge", ["sd21-serving.neuron.resource=gpu"], "sd21-serving.neuron.resource must be neuroncore or neuron, got 'gpu'"),
+        (
+            "inf2.xlarge",
+            ["sd21-serving.neuron.resource=gpu"],
+            "sd21-serving.neuron.resource must be neuroncore or neuron, got 'gpu'",
+        ),
     ],
 )
 def test_bad_sizing_is_refused_with_a_clear_message(instance: str, sets: list[str], message: str) -> None:
@@ -171,12 +207,31 @@ def test_chart_refuses_bad_values_when_rendered_without_nchart() -> None:
     project = find_project(ROOT)
     base = {"sd21-serving": {"enabled": True, "model": {"s3Uri": "s3://b/m.tar.gz"}}}
     cases = [
-        ({"sd21-serving": {"model": {"s3Uri": ""}}}, 'model.s3Uri must be the S3 URI of the compiled model tarball'),
-        ({"sd21-serving": {"neuron": {"resource": "neuron", "coresPerReplica": 3}}}, "is not a multiple of the 2 cores per device"),
-        ({"global": {"neuron": {"instanceTypes": ["inf2.xlarge"], "instance": {"type": "inf2.xlarge", "cores": 2, "coresPerChip": 2}}},
-          "sd21-serving": {"neuron": {"coresPerReplica": 4}}}, "neuron.coresPerReplica 4 does not fit inf2.xlarge, which has 2 NeuronCores"),
-        ({"sd21-serving": {"neuron": {"resource": "device"}}}, "sd21-serving.neuron.resource: 'device' is not one of ['neuroncore', 'neuron']"),
-        ({"sd21-serving": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}, "autoscaling.minReplicas 5 is above maxReplicas 2"),
+        ({"sd21-serving": {"model": {"s3Uri": ""}}}, "model.s3Uri must be the S3 URI of the compiled model tarball"),
+        (
+            {"sd21-serving": {"neuron": {"resource": "neuron", "coresPerReplica": 3}}},
+            "is not a multiple of the 2 cores per device",
+        ),
+        (
+            {
+                "global": {
+                    "neuron": {
+                        "instanceTypes": ["inf2.xlarge"],
+                        "instance": {"type": "inf2.xlarge", "cores": 2, "coresPerChip": 2},
+                    }
+                },
+                "sd21-serving": {"neuron": {"coresPerReplica": 4}},
+            },
+            "neuron.coresPerReplica 4 does not fit inf2.xlarge, which has 2 NeuronCores",
+        ),
+        (
+            {"sd21-serving": {"neuron": {"resource": "device"}}},
+            "sd21-serving.neuron.resource: 'device' is not one of ['neuroncore', 'neuron']",
+        ),
+        (
+            {"sd21-serving": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
+            "autoscaling.minReplicas 5 is above maxReplicas 2",
+        ),
     ]
     for override, message in cases:
         with pytest.raises(NchartError) as caught:
@@ -187,6 +242,13 @@ def test_chart_refuses_bad_values_when_rendered_without_nchart() -> None:
 def test_render_prints_replicas_per_node() -> None:
     result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(ROOT), "render", "inf2-24xlarge", "--env", "prod"])
     assert result.exit_code == 0, result.stderr
-    assert "sd21-serving on inf2.24xlarge: 6 replica(s) per node (2 of 12 NeuronCores each, requested as aws.amazon.com/neuroncore: 2;" in result.stderr
-    assert "sd21-serving on inf2.xlarge: 1 replica(s) per node" in CliRunner(mix_stderr=False).invoke(
-        cli, ["--root", str(ROOT), "render", "inf2.xlarge", "--env", "dev"]).stderr
+    assert (
+        "sd21-serving on inf2.24xlarge: 6 replica(s) per node (2 of 12 NeuronCores each, requested as aws.amazon.com/neuroncore: 2;"
+        in result.stderr
+    )
+    assert (
+        "sd21-serving on inf2.xlarge: 1 replica(s) per node"
+        in CliRunner(mix_stderr=False)
+        .invoke(cli, ["--root", str(ROOT), "render", "inf2.xlarge", "--env", "dev"])
+        .stderr
+    )

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-
 from serving_support import metric_value, ready_app, ready_client, settings_for, wait_ready
+
 from serving.app import create_app
 from serving.pipeline import load_generator
 
@@ -130,10 +130,14 @@ def test_metrics_change_with_traffic(client: Any) -> None:
     assert metric_value(after, "sd_http_requests_total", ok) == metric_value(before, "sd_http_requests_total", ok) + 1
     assert metric_value(after, "sd_http_requests_total", bad) == metric_value(before, "sd_http_requests_total", bad) + 1
     assert metric_value(after, "sd_images_generated_total") == metric_value(before, "sd_images_generated_total") + 1
-    steps = metric_value(after, "sd_denoising_step_duration_seconds_count") - metric_value(before, "sd_denoising_step_duration_seconds_count")
+    steps = metric_value(after, "sd_denoising_step_duration_seconds_count") - metric_value(
+        before, "sd_denoising_step_duration_seconds_count"
+    )
     assert steps == 4
     latency = {"route": ROUTE, "status": "200"}
-    assert metric_value(after, "sd_http_request_duration_seconds_count", latency) > metric_value(before, "sd_http_request_duration_seconds_count", latency)
+    assert metric_value(after, "sd_http_request_duration_seconds_count", latency) > metric_value(
+        before, "sd_http_request_duration_seconds_count", latency
+    )
     assert metric_value(after, "sd_ready") == 1
     assert metric_value(after, "sd_model_load_seconds") > 0
     assert metric_value(after, "sd_model_info", {"backend": "cpu", "width": "64"}) == 1

@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-
-from serving.local import server_process
+from local_server import server_process
 from serving_support import metric_value, ready_app, uvicorn_server
 
 ROUTE = "/v1/images/generations"
@@ -43,7 +42,10 @@ async def busy_then_four(base: str) -> list[httpx.Response]:
         slow = asyncio.create_task(client.post(ROUTE, json={"prompt": "busy", "steps": 15}))
         while metric_value((await client.get("/metrics")).text, "sd_inflight_requests") != 1:
             await asyncio.sleep(0.01)
-        quick = [asyncio.create_task(client.post(ROUTE, json={"prompt": f"item {i}", "seed": i, "steps": 2})) for i in range(4)]
+        quick = [
+            asyncio.create_task(client.post(ROUTE, json={"prompt": f"item {i}", "seed": i, "steps": 2}))
+            for i in range(4)
+        ]
         return [await slow, *[await q for q in quick]]
 
 
@@ -126,6 +128,7 @@ def test_timeout_answers_504_and_frees_the_slot(tiny_model_dir: Path) -> None:
     app = ready_app(tiny_model_dir, max_batch_size=1, max_queue=1, request_timeout_s=0.4)
     with uvicorn_server(app) as base:
         asyncio.run(wait_ready(base))
+
         async def slow_then_queued() -> list[httpx.Response]:
             # The first runs past its timeout; the second waits in the queue past its own.
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
@@ -151,7 +154,10 @@ def test_timeout_answers_504_and_frees_the_slot(tiny_model_dir: Path) -> None:
 
 def test_sigterm_drains_in_flight_requests(tiny_model_dir: Path) -> None:
     settings = {"SD_MODEL_DIR": str(tiny_model_dir), "SD_BACKEND": "cpu", "SD_LOG_LEVEL": "warning"}
-    with server_process(settings, ready_timeout_s=90, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as (base, process):
+    with server_process(settings, ready_timeout_s=90, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as (
+        base,
+        process,
+    ):
 
         async def request_then_terminate() -> httpx.Response:
             async with httpx.AsyncClient(base_url=base, timeout=60) as client:

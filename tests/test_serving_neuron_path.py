@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import serving_support  # noqa: F401
 from click.testing import CliRunner
 from PIL import Image
+from serving_support import ready_app, ready_client
 
-import serving_support  # noqa: F401
 from serving.artefacts import pack, unpack
 from serving.cli import cli
 from serving.neuron import NEURON_DIR, TracedTextEncoder, TracedUNet, neuron_available
 from serving.pipeline import BatchKey, ImageRequest, ModelLoadError, load_generator
-from serving_support import ready_app, ready_client
 
 
 def test_compile_writes_the_artefact_layout(traced_model_dir: Path) -> None:
@@ -31,7 +31,9 @@ def test_compile_writes_the_artefact_layout(traced_model_dir: Path) -> None:
     assert (traced_model_dir / "model_index.json").is_file()
 
 
-def test_traced_pipeline_replaces_the_sub_models_and_matches_eager(tiny_model_dir: Path, traced_model_dir: Path) -> None:
+def test_traced_pipeline_replaces_the_sub_models_and_matches_eager(
+    tiny_model_dir: Path, traced_model_dir: Path
+) -> None:
     traced = load_generator(traced_model_dir, "cpu")
     eager = load_generator(tiny_model_dir, "cpu")
     assert traced.traced and not eager.traced
@@ -43,7 +45,7 @@ def test_traced_pipeline_replaces_the_sub_models_and_matches_eager(tiny_model_di
     eager_images = eager.generate(key, requests)
     # One UNet call per step, with the guidance batch (2 per image) going through it at once.
     assert traced.pipeline.unet.calls == 4
-    for a, b in zip(traced_images, eager_images):
+    for a, b in zip(traced_images, eager_images, strict=True):
         assert a.size == (64, 64)
         assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max() <= 2
 
@@ -65,7 +67,9 @@ def test_neuron_backend_without_neuron_is_a_clear_error(tiny_model_dir: Path, tr
 
 
 def test_compile_cli_refuses_neuron_tracer_without_torch_neuronx(tiny_model_dir: Path, tmp_path: Path) -> None:
-    result = CliRunner(mix_stderr=False).invoke(cli, ["compile", "--model-dir", str(tiny_model_dir), "--out", str(tmp_path / "o")])
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["compile", "--model-dir", str(tiny_model_dir), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 3
     assert "torch-neuronx is not installed" in result.stderr
     assert "Traceback" not in result.stderr
@@ -74,7 +78,18 @@ def test_compile_cli_refuses_neuron_tracer_without_torch_neuronx(tiny_model_dir:
 def test_compile_cli_with_jit_tracer_packs_a_verifiable_tarball(tiny_model_dir: Path, tmp_path: Path) -> None:
     tarball = tmp_path / "sd21.tar.gz"
     result = CliRunner(mix_stderr=False).invoke(
-        cli, ["compile", "--model-dir", str(tiny_model_dir), "--out", str(tmp_path / "compiled"), "--tracer", "jit", "--pack", str(tarball)]
+        cli,
+        [
+            "compile",
+            "--model-dir",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "compiled"),
+            "--tracer",
+            "jit",
+            "--pack",
+            str(tarball),
+        ],
     )
     assert result.exit_code == 0, result.stderr
     digest = (tmp_path / "sd21.tar.gz.sha256").read_text().split()[0]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import ROOT
+
 from nchart.cli import cli
 from nchart.project import Project
 from nchart.render import parse_manifests, render
@@ -54,8 +54,11 @@ def run(project: Project, *args: str) -> Any:
 
 
 def test_terraform_is_formatted() -> None:
-    result = subprocess.run([terraform_binary(), "fmt", "-check", "-recursive", "-diff", str(TERRAFORM_DIR), str(FIXTURE)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [terraform_binary(), "fmt", "-check", "-recursive", "-diff", str(TERRAFORM_DIR), str(FIXTURE)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -63,9 +66,19 @@ def test_checkov_finds_nothing_unjustified() -> None:
     checkov = ROOT / ".venv-checkov/bin/checkov"
     assert checkov.is_file(), "checkov missing: run `make checkov`"
     result = subprocess.run(
-        [str(checkov), "-d", str(TERRAFORM_DIR), "--framework", "terraform", "--skip-download", "--compact",
-         "--output", "json"],
-        capture_output=True, text=True,
+        [
+            str(checkov),
+            "-d",
+            str(TERRAFORM_DIR),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--compact",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
     )
     report = json.loads(result.stdout)
     summary = report["summary"]
@@ -79,7 +92,9 @@ def test_checkov_finds_nothing_unjustified() -> None:
 def test_fixture_takes_the_same_variables_and_gives_the_same_outputs() -> None:
     assert (FIXTURE / "variables.tf").resolve() == (TERRAFORM_DIR / "variables.tf").resolve()
     assert terraform_blocks(FIXTURE, "output") == terraform_blocks(TERRAFORM_DIR, "output")
-    assert {"cluster_name", "serving_role_arn", "recovery_role_arn", "model_bucket_name"} <= terraform_blocks(TERRAFORM_DIR, "output")
+    assert {"cluster_name", "serving_role_arn", "recovery_role_arn", "model_bucket_name"} <= terraform_blocks(
+        TERRAFORM_DIR, "output"
+    )
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
@@ -92,7 +107,9 @@ def test_tfvars_come_from_the_chart_values_and_settings(project_copy: Project, e
     assert variables["model_bucket_name"] == f"eks-neuron-{env}-models"
     assert variables["model_key_prefix"] == "sd21-512/"
     # The IAM trust names exactly the ServiceAccounts the charts create for this release.
-    objects = parse_manifests(render(project_copy, value_sources(project_copy, None, env), release="neuron", namespace="inference"))
+    objects = parse_manifests(
+        render(project_copy, value_sources(project_copy, None, env), release="neuron", namespace="inference")
+    )
     accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects if o["kind"] == "ServiceAccount"}
     for key in ("serving_service_account", "recovery_service_account"):
         assert (variables[key]["namespace"], variables[key]["name"]) in accounts
@@ -111,8 +128,14 @@ def test_init_plan_apply_feed_outputs_back_into_the_values(project_copy: Project
     assert applied.exit_code == 0, applied.stdout + applied.stderr
     assert "Apply complete! Resources: 5 added" in applied.stdout
     overlay = yaml.safe_load(project_copy.generated_values("prod").read_text())
-    assert overlay["sd21-serving"]["serviceAccount"]["iamRoleArn"] == "arn:aws:iam::111122223333:role/eks-neuron-prod-sd21-serving"
-    assert overlay["neuron-problem-detector"]["serviceAccount"]["iamRoleArn"] == "arn:aws:iam::111122223333:role/eks-neuron-prod-npd-recovery"
+    assert (
+        overlay["sd21-serving"]["serviceAccount"]["iamRoleArn"]
+        == "arn:aws:iam::111122223333:role/eks-neuron-prod-sd21-serving"
+    )
+    assert (
+        overlay["neuron-problem-detector"]["serviceAccount"]["iamRoleArn"]
+        == "arn:aws:iam::111122223333:role/eks-neuron-prod-npd-recovery"
+    )
     assert overlay["sd21-serving"]["karpenter"]["nodeClass"]["role"] == "eks-neuron-prod-karpenter-node"
     assert overlay["sd21-serving"]["model"]["s3Uri"] == "s3://eks-neuron-prod-models/sd21-512/model.tar.gz"
     # The state is the environment's own workspace.
@@ -121,9 +144,13 @@ def test_init_plan_apply_feed_outputs_back_into_the_values(project_copy: Project
     # nchart render --env prod picks the overlay up.
     from nchart.catalog import resolve_instance
 
-    objects = parse_manifests(render(project_copy, value_sources(project_copy, resolve_instance("inf2.xlarge"), "prod")))
+    objects = parse_manifests(
+        render(project_copy, value_sources(project_copy, resolve_instance("inf2.xlarge"), "prod"))
+    )
     accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
-    assert accounts["eks-neuron-neuron-problem-detector"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("eks-neuron-prod-npd-recovery")
+    assert accounts["eks-neuron-neuron-problem-detector"]["metadata"]["annotations"][
+        "eks.amazonaws.com/role-arn"
+    ].endswith("eks-neuron-prod-npd-recovery")
     destroyed = run(project_copy, "tf", "destroy", "--env", "prod", "--dir", str(fixture_module), "--auto-approve")
     assert destroyed.exit_code == 0, destroyed.stdout + destroyed.stderr
     assert "Destroy complete! Resources: 5 destroyed" in destroyed.stdout
@@ -140,21 +167,29 @@ def test_invalid_setting_is_refused_by_the_module_validation(project_copy: Proje
     assert "terraform plan failed (exit 1)" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_init_without_registry_access_is_a_clear_error(project_copy: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_without_registry_access_is_a_clear_error(
+    project_copy: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     module = tmp_path / "needs-provider"
     shutil.copytree(FIXTURE, module, symlinks=False)
     shutil.copy(TERRAFORM_DIR / "environments.yaml", module)
-    (module / "provider.tf").write_text('terraform {\n  required_providers {\n    null = { source = "hashicorp/null", version = "3.2.3" }\n  }\n}\n')
+    (module / "provider.tf").write_text(
+        'terraform {\n  required_providers {\n    null = { source = "hashicorp/null", version = "3.2.3" }\n  }\n}\n'
+    )
     # Providers only from an empty local mirror: what a machine without registry access sees.
     config = tmp_path / "offline.tfrc"
-    config.write_text(f'provider_installation {{\n  filesystem_mirror {{\n    path = "{tmp_path / "mirror"}"\n  }}\n}}\n')
+    config.write_text(
+        f'provider_installation {{\n  filesystem_mirror {{\n    path = "{tmp_path / "mirror"}"\n  }}\n}}\n'
+    )
     monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(config))
     result = run(project_copy, "tf", "init", "--env", "dev", "--dir", str(module))
     assert result.exit_code == 5
     assert "could not fetch providers or modules from the Terraform registry" in result.stderr
 
 
-def test_bad_environment_and_missing_terraform(project_copy: Project, fixture_module: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_environment_and_missing_terraform(
+    project_copy: Project, fixture_module: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = run(project_copy, "tf", "plan", "--env", "qa", "--dir", str(fixture_module))
     assert result.exit_code == 2 and "unknown environment 'qa'" in result.stderr
     (project_copy.values_dir / "qa.yaml").write_text((project_copy.values_dir / "dev.yaml").read_text())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import find, render_objects, render_text
+
 from nchart.errors import ExitCode, NchartError
 
 
@@ -28,9 +28,17 @@ def test_extender_without_my_scheduler_is_refused() -> None:
 
 def test_both_schedulers_off_is_a_valid_stack() -> None:
     objects = render_objects(
-        "inf2.xlarge", "dev", "my-scheduler.enabled=false", "neuron-scheduler.enabled=false", "global.neuron.schedulerName=",
+        "inf2.xlarge",
+        "dev",
+        "my-scheduler.enabled=false",
+        "neuron-scheduler.enabled=false",
+        "global.neuron.schedulerName=",
     )
-    scheduler_objects = [o for o in objects if o["metadata"]["name"].startswith(("eks-neuron-my-scheduler", "eks-neuron-neuron-scheduler"))]
+    scheduler_objects = [
+        o
+        for o in objects
+        if o["metadata"]["name"].startswith(("eks-neuron-my-scheduler", "eks-neuron-neuron-scheduler"))
+    ]
     assert not scheduler_objects
     find(objects, "DaemonSet", "neuron-device-plugin")
     assert "schedulerName" not in find(objects, "Deployment", "sd21-serving")["spec"]["template"]["spec"]
@@ -58,11 +66,16 @@ def test_renamed_extender_needs_the_scheduler_told() -> None:
     error = render_error("neuron-scheduler.fullnameOverride=neuron-extender")
     assert "set my-scheduler.extender.serviceName" in error.message
     objects = render_objects(
-        "inf2.xlarge", "dev",
-        "neuron-scheduler.fullnameOverride=neuron-extender", "my-scheduler.extender.serviceName=neuron-extender",
+        "inf2.xlarge",
+        "dev",
+        "neuron-scheduler.fullnameOverride=neuron-extender",
+        "my-scheduler.extender.serviceName=neuron-extender",
     )
     assert find(objects, "Service", "neuron-extender")
-    assert "http://neuron-extender.kube-system.svc" in find(objects, "ConfigMap", "my-scheduler-config")["data"]["scheduler-config.yaml"]
+    assert (
+        "http://neuron-extender.kube-system.svc"
+        in find(objects, "ConfigMap", "my-scheduler-config")["data"]["scheduler-config.yaml"]
+    )
 
 
 def test_typo_in_a_key_names_the_key_and_the_layer() -> None:

@@ -53,10 +53,15 @@ class BarePipeline:
         import torch
 
         with torch.inference_mode():
-            return list(self.pipeline(
-                prompt=[PROMPT] * batch, num_inference_steps=self.steps, guidance_scale=7.5,
-                generator=[torch.Generator().manual_seed(seed + i) for i in range(batch)], output_type="pil",
-            ).images)
+            return list(
+                self.pipeline(
+                    prompt=[PROMPT] * batch,
+                    num_inference_steps=self.steps,
+                    guidance_scale=7.5,
+                    generator=[torch.Generator().manual_seed(seed + i) for i in range(batch)],
+                    output_type="pil",
+                ).images
+            )
 
     def throughput(self, runs: int) -> dict[int, float]:
         result = {}
@@ -71,7 +76,7 @@ class BarePipeline:
 
 def paired_latency(bare: BarePipeline, base: str, runs: int) -> dict[str, list[float]]:
     """Bare call and server request alternately, so drift on a shared machine hits both alike."""
-    from serving.app import encode_png
+    from serving.routes import encode_png
 
     samples: dict[str, list[float]] = {"bare": [], "png": [], "server": []}
     with httpx.Client(base_url=base, timeout=600) as client:
@@ -98,7 +103,9 @@ async def drive(base: str, concurrency: int, requests: int, steps: int) -> dict[
     async def worker(client: httpx.AsyncClient) -> None:
         for index in counter:
             started = time.perf_counter()
-            response = await client.post("/v1/images/generations", json={"prompt": PROMPT, "steps": steps, "seed": index})
+            response = await client.post(
+                "/v1/images/generations", json={"prompt": PROMPT, "steps": steps, "seed": index}
+            )
             latencies.append(time.perf_counter() - started)
             statuses.append(response.status_code)
 
@@ -122,15 +129,22 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
 
-    from serving.local import server_process
+    from local_server import server_process
+
     from serving.pipeline import resolve_backend
     from serving.random_model import build_random_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or build_random_pipeline(args.preset, Path(tmp) / args.preset)
         backend = resolve_backend(args.backend, model_dir)
-        settings = {"SD_MODEL_DIR": str(model_dir), "SD_BACKEND": backend, "SD_MAX_BATCH_SIZE": str(args.max_batch),
-                    "SD_MAX_QUEUE": "256", "SD_LOG_LEVEL": "warning", "SD_REQUEST_TIMEOUT_S": "3600"}
+        settings = {
+            "SD_MODEL_DIR": str(model_dir),
+            "SD_BACKEND": backend,
+            "SD_MAX_BATCH_SIZE": str(args.max_batch),
+            "SD_MAX_QUEUE": "256",
+            "SD_LOG_LEVEL": "warning",
+            "SD_REQUEST_TIMEOUT_S": "3600",
+        }
         with server_process(settings, ready_timeout_s=1800) as (base, _):
             bare = BarePipeline(model_dir, backend, args.steps)
             asyncio.run(drive(base, 1, 2, args.steps))  # warm the HTTP path
@@ -147,24 +161,39 @@ def main() -> None:
     best_served = max(s["images_per_s"] for s in served.values())
     latency_budget = bare_p50 * 1.02 + png_p50
     print(f"model: {args.model_dir or args.preset}, backend {backend}, {args.steps} steps, max batch {args.max_batch}")
-    print(f"concurrency 1, {args.runs} alternating pairs: bare p50 {bare_p50 * 1000:.1f} ms (p99 {percentile(paired['bare'], 99) * 1000:.1f}), "
-          f"PNG encoding {png_p50 * 1000:.2f} ms, server p50 {server_p50 * 1000:.1f} ms (p99 {percentile(paired['server'], 99) * 1000:.1f})")
+    print(
+        f"concurrency 1, {args.runs} alternating pairs: bare p50 {bare_p50 * 1000:.1f} ms (p99 {percentile(paired['bare'], 99) * 1000:.1f}), "
+        f"PNG encoding {png_p50 * 1000:.2f} ms, server p50 {server_p50 * 1000:.1f} ms (p99 {percentile(paired['server'], 99) * 1000:.1f})"
+    )
     print()
-    print("| concurrency | server p50 ms | server p99 ms | server images/s | bare pipeline, batch = concurrency: images/s |")
+    print(
+        "| concurrency | server p50 ms | server p99 ms | server images/s | bare pipeline, batch = concurrency: images/s |"
+    )
     print("|---:|---:|---:|---:|---:|")
     for c in CONCURRENCY:
         s = served[c]
-        print(f"| {c} | {s['p50'] * 1000:.1f} | {s['p99'] * 1000:.1f} | {s['images_per_s']:.2f} | {bare_throughput[c]:.2f} |")
+        print(
+            f"| {c} | {s['p50'] * 1000:.1f} | {s['p99'] * 1000:.1f} | {s['images_per_s']:.2f} | {bare_throughput[c]:.2f} |"
+        )
     print()
     p50_ok = server_p50 <= latency_budget
     throughput_ok = best_served >= 0.95 * best_bare
-    print(f"p50 at concurrency 1: server {server_p50 * 1000:.1f} ms vs bare {bare_p50 * 1000:.1f} ms + PNG {png_p50 * 1000:.2f} ms "
-          f"({server_p50 / (bare_p50 + png_p50) - 1:+.1%}) -> {'met' if p50_ok else 'MISSED'} (budget {latency_budget * 1000:.1f} ms)")
-    print(f"saturation: server {best_served:.2f} images/s vs bare best {best_bare:.2f} images/s = {best_served / best_bare:.1%} "
-          f"-> {'met' if throughput_ok else 'MISSED'} (target 95%)")
+    print(
+        f"p50 at concurrency 1: server {server_p50 * 1000:.1f} ms vs bare {bare_p50 * 1000:.1f} ms + PNG {png_p50 * 1000:.2f} ms "
+        f"({server_p50 / (bare_p50 + png_p50) - 1:+.1%}) -> {'met' if p50_ok else 'MISSED'} (budget {latency_budget * 1000:.1f} ms)"
+    )
+    print(
+        f"saturation: server {best_served:.2f} images/s vs bare best {best_bare:.2f} images/s = {best_served / best_bare:.1%} "
+        f"-> {'met' if throughput_ok else 'MISSED'} (target 95%)"
+    )
     if args.json:
-        results = {"backend": backend, "steps": args.steps, "paired_latency_s": paired,
-                   "bare_images_per_s": bare_throughput, "server": served}
+        results = {
+            "backend": backend,
+            "steps": args.steps,
+            "paired_latency_s": paired,
+            "bare_images_per_s": bare_throughput,
+            "server": served,
+        }
         args.json.write_text(json.dumps(results, indent=2))
     sys.exit(0 if p50_ok and throughput_ok else 1)
 

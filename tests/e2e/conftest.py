@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import PROJECT
+
 from nchart.localcluster import LocalCluster, running_cluster
 
 

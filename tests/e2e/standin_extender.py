@@ -50,7 +50,7 @@ class StandinExtender:
         extender = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 verb = self.path.rstrip("/").rsplit("/", 1)[-1]

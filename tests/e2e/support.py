@@ -6,12 +6,13 @@ import dataclasses
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
-
 from conftest import PROJECT, ROOT
+
 from nchart.catalog import resolve_instance
 from nchart.localcluster import LocalCluster, free_port, stop_process
 from nchart.values import merged, value_sources
@@ -30,15 +31,35 @@ def write_values(path: Path, values: dict[str, Any]) -> Path:
     return path
 
 
-def run_tool(cluster: LocalCluster, tool: str, *args: str, check: bool = True, timeout: float = 300,
-             input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_tool(
+    cluster: LocalCluster,
+    tool: str,
+    *args: str,
+    check: bool = True,
+    timeout: float = 300,
+    input_text: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """bin/helm or bin/kubectl against the local cluster; a failure shows what the API server said."""
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HELM_CACHE_HOME": str(cluster.state_dir / "helm-cache"),
-           "HELM_CONFIG_HOME": str(cluster.state_dir / "helm-config"), "HELM_DATA_HOME": str(cluster.state_dir / "helm-data")}
-    result = subprocess.run([str(ROOT / "bin" / tool), *args], capture_output=True, text=True, env=env,
-                            timeout=timeout, input=input_text, check=False)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "HELM_CACHE_HOME": str(cluster.state_dir / "helm-cache"),
+        "HELM_CONFIG_HOME": str(cluster.state_dir / "helm-config"),
+        "HELM_DATA_HOME": str(cluster.state_dir / "helm-data"),
+    }
+    result = subprocess.run(
+        [str(ROOT / "bin" / tool), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        input=input_text,
+        check=False,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout[-2000:]}")
+        raise AssertionError(
+            f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout[-2000:]}"
+        )
     return result
 
 
@@ -97,8 +118,14 @@ def workloads(cluster: LocalCluster, namespace: str, release: str) -> list[str]:
     selector = f"app.kubernetes.io/instance={release}"
     with cluster.api_client() as api:
         apps = client.AppsV1Api(api)
-        names = [f"Deployment/{d.metadata.name}" for d in apps.list_namespaced_deployment(namespace, label_selector=selector).items]
-        names += [f"DaemonSet/{d.metadata.name}" for d in apps.list_namespaced_daemon_set(namespace, label_selector=selector).items]
+        names = [
+            f"Deployment/{d.metadata.name}"
+            for d in apps.list_namespaced_deployment(namespace, label_selector=selector).items
+        ]
+        names += [
+            f"DaemonSet/{d.metadata.name}"
+            for d in apps.list_namespaced_daemon_set(namespace, label_selector=selector).items
+        ]
     return names
 
 
@@ -114,7 +141,11 @@ def release_leftovers(cluster: LocalCluster, release: str) -> list[str]:
     with cluster.api_client() as api:
         resources = dynamic.DynamicClient(api).resources
         for resource in resources.search():
-            if resource.kind in _IGNORED_KINDS or "list" not in (resource.verbs or []) or resource.kind.endswith("List"):
+            if (
+                resource.kind in _IGNORED_KINDS
+                or "list" not in (resource.verbs or [])
+                or resource.kind.endswith("List")
+            ):
                 continue
             if getattr(resource, "subresource", None) or "/" in resource.name:
                 continue
@@ -126,7 +157,11 @@ def release_leftovers(cluster: LocalCluster, release: str) -> list[str]:
                 metadata = item.metadata
                 labels = dict(metadata.labels or {})
                 name = metadata.name or ""
-                if labels.get("app.kubernetes.io/instance") == release or name.startswith(f"{release}-") or name == release:
+                if (
+                    labels.get("app.kubernetes.io/instance") == release
+                    or name.startswith(f"{release}-")
+                    or name == release
+                ):
                     where = f"{metadata.namespace}/" if metadata.namespace else ""
                     found.append(f"{resource.kind} {where}{name}")
     return sorted(set(found))
@@ -164,8 +199,9 @@ class SchedulerProcess:
         return any("successfully acquired lease" in line and lease in line for line in self.log_text().splitlines())
 
 
-def my_scheduler_config(cluster: LocalCluster, namespace: str, configmap: str, extender_url: str,
-                        kubeconfig: Path) -> dict[str, Any]:
+def my_scheduler_config(
+    cluster: LocalCluster, namespace: str, configmap: str, extender_url: str, kubeconfig: Path
+) -> dict[str, Any]:
     """The KubeSchedulerConfiguration the chart installed (read back from the API server), with the
     extender URL pointed at the stand-in on loopback and the client connection at `kubeconfig`."""
     from kubernetes import client
@@ -205,9 +241,16 @@ class SchedulerFleet:
     def start(self) -> SchedulerProcess:
         index = len(self.processes)
         log = self.workdir / f"my-scheduler-{index}.log"
-        args = [self.binary, f"--config={self.config_file}", *self.chart_args, "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}", f"--authentication-kubeconfig={self.kubeconfig}",
-                f"--authorization-kubeconfig={self.kubeconfig}", f"--cert-dir={self.workdir / f'certs-{index}'}"]
+        args = [
+            self.binary,
+            f"--config={self.config_file}",
+            *self.chart_args,
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            f"--cert-dir={self.workdir / f'certs-{index}'}",
+        ]
         with log.open("wb") as out:
             process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         started = SchedulerProcess(f"my-scheduler-{index}", process, log, self.binary)
@@ -235,5 +278,3 @@ def lease_holder(cluster: LocalCluster, namespace: str, name: str) -> tuple[str,
                 return None
             raise
     return (lease.spec.holder_identity or "", lease.spec.renew_time)
-
-

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import ROOT
+
 from nchart.catalog import InstanceType, load_catalog
-from nchart.localcluster import LocalCluster, ZONES, neuron_node
+from nchart.localcluster import ZONES, LocalCluster, neuron_node
 
 from .support import Pending, helm, pod_condition, release_values, wait_for, write_values
 
@@ -31,10 +31,15 @@ DAEMONSETS = ("neuron-device-plugin", "neuron-monitor", "neuron-problem-detector
 def capacity_values(instance: InstanceType) -> tuple[dict[str, Any], int]:
     """Prod values for `instance` with one serving replica more than fits, on the default scheduler."""
     values = release_values(
-        instance.name, "prod",
-        "my-scheduler.enabled=false", "neuron-scheduler.enabled=false", "global.neuron.schedulerName=",
-        "grafana-dashboards.enabled=false", "sd21-serving.karpenter.enabled=false",
-        "sd21-serving.autoscaling.mode=none", "sd21-serving.ingress.enabled=false",
+        instance.name,
+        "prod",
+        "my-scheduler.enabled=false",
+        "neuron-scheduler.enabled=false",
+        "global.neuron.schedulerName=",
+        "grafana-dashboards.enabled=false",
+        "sd21-serving.karpenter.enabled=false",
+        "sd21-serving.autoscaling.mode=none",
+        "sd21-serving.ingress.enabled=false",
     )
     per_node = int(values["sd21-serving"]["replicasPerNode"])
     serving = values["sd21-serving"]
@@ -60,8 +65,9 @@ def test_replicas_per_node_fit_and_one_more_stays_pending(cluster: LocalCluster,
 
     nodes = {}
     for index, instance in enumerate(SERVING_TYPES):
-        node = neuron_node(instance, f"capacity-{instance.slug}", ZONES[index % len(ZONES)],
-                           labels={POOL_LABEL: instance.slug})
+        node = neuron_node(
+            instance, f"capacity-{instance.slug}", ZONES[index % len(ZONES)], labels={POOL_LABEL: instance.slug}
+        )
         node["spec"]["taints"].append(POOL_TAINT)
         nodes[instance.name] = node
     cluster.apply_nodes(nodes.values())
@@ -71,8 +77,17 @@ def test_replicas_per_node_fit_and_one_more_stays_pending(cluster: LocalCluster,
         values, plans[instance.name] = capacity_values(instance)
         release = f"cap-{instance.slug}"
         values_file = write_values(tmp_path / f"{release}.yaml", values)
-        helm(cluster, "install", release, chart, "-n", NAMESPACE, "-f", str(values_file),
-             *(["--create-namespace"] if index == 0 else []))
+        helm(
+            cluster,
+            "install",
+            release,
+            chart,
+            "-n",
+            NAMESPACE,
+            "-f",
+            str(values_file),
+            *(["--create-namespace"] if index == 0 else []),
+        )
     try:
         with cluster.api_client() as api:
             core = client.CoreV1Api(api)
@@ -80,17 +95,20 @@ def test_replicas_per_node_fit_and_one_more_stays_pending(cluster: LocalCluster,
                 release, node_name = f"cap-{instance.slug}", nodes[instance.name]["metadata"]["name"]
                 selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/name=sd21-serving"
 
-                def settled() -> Any:
+                def settled(selector: str = selector, instance: InstanceType = instance) -> Any:
                     pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
                     bound = [p for p in pods if p.spec.node_name]
-                    unschedulable = [p for p in pods if (c := pod_condition(p, "PodScheduled")) and c.reason == "Unschedulable"]
+                    unschedulable = [
+                        p for p in pods if (c := pod_condition(p, "PodScheduled")) and c.reason == "Unschedulable"
+                    ]
                     if len(pods) == plans[instance.name] + 1 and len(bound) + len(unschedulable) == len(pods):
                         return bound, unschedulable
                     return Pending(f"{len(pods)} pods, {len(bound)} bound, {len(unschedulable)} unschedulable")
 
                 bound, unschedulable = wait_for(settled, f"{instance.name}: every serving pod bound or refused")
                 assert len(bound) == plans[instance.name], (
-                    f"{instance.name}: nchart promises {plans[instance.name]} replicas per node, {len(bound)} were bound")
+                    f"{instance.name}: nchart promises {plans[instance.name]} replicas per node, {len(bound)} were bound"
+                )
                 assert {p.spec.node_name for p in bound} == {node_name}
                 (extra_pod,) = unschedulable
                 message = pod_condition(extra_pod, "PodScheduled").message
@@ -116,4 +134,5 @@ def test_fake_node_reports_the_catalog_and_eks_reserve(cluster: LocalCluster, in
     assert node.status.allocatable["aws.amazon.com/neuroncore"] == str(instance.cores)
     assert node.status.capacity["cpu"] == str(instance.vcpu)
     assert {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"} in [
-        {"key": t.key, "value": t.value, "effect": t.effect} for t in node.spec.taints]
+        {"key": t.key, "value": t.value, "effect": t.effect} for t in node.spec.taints
+    ]

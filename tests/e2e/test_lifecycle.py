@@ -13,7 +13,9 @@ NAMESPACE = "e2e-lifecycle"
 INSTANCE = "inf2.24xlarge"
 
 
-def test_upgrade_through_every_environment_rollback_and_uninstall_leave_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_upgrade_through_every_environment_rollback_and_uninstall_leave_nothing(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
     chart = str(Path(__file__).resolve().parents[2] / "charts" / "eks-neuron")
     steps = []
     for revision, env in enumerate(["dev", "staging", "prod"], start=1):

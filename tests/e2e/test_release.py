@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
 from conftest import ROOT
+
 from nchart.catalog import resolve_instance
 from nchart.localcluster import LocalCluster, node_name
 
 from .standin_extender import StandinExtender
 from .support import (
-    Pending, SchedulerFleet, helm, lease_holder, my_scheduler_config, pod_condition, release_values,
-    scheduler_args, unready_workloads, wait_for, workloads, write_values,
+    Pending,
+    SchedulerFleet,
+    helm,
+    lease_holder,
+    my_scheduler_config,
+    pod_condition,
+    release_values,
+    scheduler_args,
+    unready_workloads,
+    wait_for,
+    workloads,
+    write_values,
 )
 
 RELEASE = "eks-neuron"
@@ -63,15 +74,22 @@ class Scheduling:
 def scheduling(cluster: LocalCluster, release: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheduling]:
     workdir = tmp_path_factory.mktemp("my-scheduler")
     extender_kubeconfig = cluster.service_account_kubeconfig(
-        NAMESPACE, named(cluster, "ServiceAccount", "neuron-scheduler"), workdir / "extender.kubeconfig")
+        NAMESPACE, named(cluster, "ServiceAccount", "neuron-scheduler"), workdir / "extender.kubeconfig"
+    )
     scheduler_kubeconfig = cluster.service_account_kubeconfig(
-        NAMESPACE, named(cluster, "ServiceAccount", "my-scheduler"), workdir / "my-scheduler.kubeconfig")
+        NAMESPACE, named(cluster, "ServiceAccount", "my-scheduler"), workdir / "my-scheduler.kubeconfig"
+    )
     with StandinExtender(extender_kubeconfig) as extender:
-        config = my_scheduler_config(cluster, NAMESPACE, named(cluster, "ConfigMap", "my-scheduler"), extender.url,
-                                     scheduler_kubeconfig)
+        config = my_scheduler_config(
+            cluster, NAMESPACE, named(cluster, "ConfigMap", "my-scheduler"), extender.url, scheduler_kubeconfig
+        )
         election = config["leaderElection"]
-        fleet = SchedulerFleet(workdir, config, scheduler_kubeconfig,
-                               scheduler_args(cluster, NAMESPACE, named(cluster, "Deployment", "my-scheduler")))
+        fleet = SchedulerFleet(
+            workdir,
+            config,
+            scheduler_kubeconfig,
+            scheduler_args(cluster, NAMESPACE, named(cluster, "Deployment", "my-scheduler")),
+        )
         fleet.start()
         fleet.start()
         try:
@@ -82,8 +100,11 @@ def scheduling(cluster: LocalCluster, release: str, tmp_path_factory: pytest.Tem
 
 def test_install_brings_every_workload_ready(cluster: LocalCluster, release: str, scheduling: Scheduling) -> None:
     expected = {
-        "Deployment/eks-neuron-my-scheduler", "Deployment/eks-neuron-neuron-scheduler", "Deployment/eks-neuron-sd21-serving",
-        "DaemonSet/eks-neuron-neuron-device-plugin", "DaemonSet/eks-neuron-neuron-monitor",
+        "Deployment/eks-neuron-my-scheduler",
+        "Deployment/eks-neuron-neuron-scheduler",
+        "Deployment/eks-neuron-sd21-serving",
+        "DaemonSet/eks-neuron-neuron-device-plugin",
+        "DaemonSet/eks-neuron-neuron-monitor",
         "DaemonSet/eks-neuron-neuron-problem-detector",
     }
     assert set(workloads(cluster, NAMESPACE, RELEASE)) == expected
@@ -94,12 +115,18 @@ def test_install_brings_every_workload_ready(cluster: LocalCluster, release: str
 
     wait_for(all_ready, "every Deployment and DaemonSet of the release Ready")
     # The serving replica needs my-scheduler and the extender: it was bound by the stand-in.
-    assert any(pod.startswith(f"{RELEASE}-sd21-serving-") for _, pod, _ in scheduling.extender.bound), scheduling.extender.bound
+    assert any(pod.startswith(f"{RELEASE}-sd21-serving-") for _, pod, _ in scheduling.extender.bound), (
+        scheduling.extender.bound
+    )
 
 
 def leader(scheduling: Scheduling) -> Any:
     leaders = [p for p in scheduling.fleet.alive() if p.acquired(scheduling.lease)]
-    return leaders[0] if len(leaders) == 1 else Pending(f"{len(leaders)} of {len(scheduling.fleet.alive())} hold the lease")
+    return (
+        leaders[0]
+        if len(leaders) == 1
+        else Pending(f"{len(leaders)} of {len(scheduling.fleet.alive())} hold the lease")
+    )
 
 
 def test_my_scheduler_holds_the_lease_with_the_charts_rbac(cluster: LocalCluster, scheduling: Scheduling) -> None:
@@ -116,17 +143,23 @@ def test_my_scheduler_holds_the_lease_with_the_charts_rbac(cluster: LocalCluster
 
 def neuron_pod(name: str, cores: int) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name},
         "spec": {
             "schedulerName": "my-scheduler",
             "nodeSelector": {"node.kubernetes.io/instance-type": INSTANCE},
             "tolerations": [{"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [{
-                "name": "app", "image": "registry.example/neuron-app:1",
-                "resources": {"requests": {"aws.amazon.com/neuroncore": str(cores)},
-                              "limits": {"aws.amazon.com/neuroncore": str(cores)}},
-            }],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.example/neuron-app:1",
+                    "resources": {
+                        "requests": {"aws.amazon.com/neuroncore": str(cores)},
+                        "limits": {"aws.amazon.com/neuroncore": str(cores)},
+                    },
+                }
+            ],
         },
     }
 
@@ -172,7 +205,10 @@ def test_standby_takes_the_lease_when_the_leader_dies(cluster: LocalCluster, sch
     old_identity = lease_holder(cluster, namespace, name)
     old.stop(sig)
     (standby,) = scheduling.fleet.alive()
-    wait_for(lambda: standby.acquired(scheduling.lease), f"the standby acquiring the Lease after {signal.Signals(sig).name}",
-             timeout_s=FAILOVER_TIMEOUT_S)
+    wait_for(
+        lambda: standby.acquired(scheduling.lease),
+        f"the standby acquiring the Lease after {signal.Signals(sig).name}",
+        timeout_s=FAILOVER_TIMEOUT_S,
+    )
     new_identity = wait_for(lambda: lease_holder(cluster, namespace, name), "the Lease")
     assert old_identity and new_identity[0] != old_identity[0], (old_identity, new_identity)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from .catalog import resolve_instance
 from .errors import NchartError
 from .project import Project
-from .render import DEFAULT_NAMESPACE, DEFAULT_RELEASE, render
+from .render import DEFAULT_NAMESPACE, DEFAULT_RELEASE, helm_template_args, render
+from .tools import run_tool
 from .values import merged, value_sources
 
 
@@ -73,30 +71,25 @@ def _time(runs: int, action: Callable[[], object]) -> list[float]:
     return samples
 
 
-def _run(args: list[str]) -> str:
-    completed = subprocess.run(args, capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        raise NchartError(f"{args[0]} failed while benchmarking: {completed.stderr.strip()[:500]}")
-    return completed.stdout
+def _run(args: list[str], input_text: str | None = None) -> str:
+    result = run_tool(args, input_text)
+    if result.returncode != 0:
+        raise NchartError(f"{args[0]} failed while benchmarking: {result.stderr.strip()[:500]}")
+    return result.stdout
 
 
 def run_bench(project: Project, instance_name: str, env: str, runs: int) -> BenchResult:
     instance = resolve_instance(instance_name)
     sources = value_sources(project, instance, env)
-    helm = project.tool("helm")
-    with tempfile.TemporaryDirectory() as tmp:
-        values_file = Path(tmp) / "values.json"
-        values_file.write_text(json.dumps(merged(sources)), encoding="utf-8")
-        helm_args = [helm, "template", DEFAULT_RELEASE, str(project.umbrella), "--namespace", DEFAULT_NAMESPACE,
-                     "--values", str(values_file)]
-        cli_args = [sys.executable, "-m", "nchart", "--root", str(project.root), "render", instance_name, "--env", env]
-        # The three must print the same manifests, or the comparison means nothing.
-        reference = _run(helm_args)
-        if _run(cli_args) != reference or render(project, sources) != reference:
-            raise NchartError("nchart render and helm template printed different manifests; not benchmarking")
-        helm_timing = Timing("helm", _time(runs, lambda: _run(helm_args)))
-        in_process = Timing(
-            "in-process", _time(runs, lambda: render(project, value_sources(project, instance, env)))
-        )
-        cli_timing = Timing("cli", _time(runs, lambda: _run(cli_args)))
+    values_json = json.dumps(merged(sources))
+    # The same arguments nchart render gives helm, values on stdin.
+    helm_args = [project.tool("helm"), *helm_template_args(project.umbrella, DEFAULT_RELEASE, DEFAULT_NAMESPACE)]
+    cli_args = [sys.executable, "-m", "nchart", "--root", str(project.root), "render", instance_name, "--env", env]
+    # The three must print the same manifests, or the comparison means nothing.
+    reference = _run(helm_args, values_json)
+    if _run(cli_args) != reference or render(project, sources) != reference:
+        raise NchartError("nchart render and helm template printed different manifests; not benchmarking")
+    helm_timing = Timing("helm", _time(runs, lambda: _run(helm_args, values_json)))
+    in_process = Timing("in-process", _time(runs, lambda: render(project, value_sources(project, instance, env))))
+    cli_timing = Timing("cli", _time(runs, lambda: _run(cli_args)))
     return BenchResult(instance.name, env, runs, helm_timing, in_process, cli_timing)

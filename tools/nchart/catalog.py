@@ -88,6 +88,4 @@ def resolve_instance(name: str) -> InstanceType:
         return catalog[wanted]
     choices = difflib.get_close_matches(wanted, list(catalog), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(choices)}?" if choices else ""
-    raise UsageError(
-        f"unknown instance type {name!r}.{hint} Known Neuron instance types: {', '.join(catalog)}"
-    )
+    raise UsageError(f"unknown instance type {name!r}.{hint} Known Neuron instance types: {', '.join(catalog)}")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -24,13 +24,19 @@ Progress = Callable[[str], None]
 
 def local_dependencies(chart: Path) -> list[Path]:
     """The chart folders a chart's Chart.yaml names with file:// repositories."""
-    metadata = yaml.safe_load((chart / "Chart.yaml").read_text(encoding="utf-8")) or {}
+    return list(_local_dependencies(chart, (chart / "Chart.yaml").stat().st_mtime_ns))
+
+
+@functools.cache
+def _local_dependencies(chart: Path, _mtime: int) -> tuple[Path, ...]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    metadata = yaml.load((chart / "Chart.yaml").read_text(encoding="utf-8"), Loader=loader) or {}
     found = []
     for dependency in metadata.get("dependencies") or []:
         repository = str(dependency.get("repository") or "")
         if repository.startswith("file://"):
             found.append((chart / repository.removeprefix("file://")).resolve())
-    return found
+    return tuple(found)
 
 
 def build_order(project: Project) -> list[Path]:
@@ -51,8 +57,11 @@ def build_order(project: Project) -> list[Path]:
     return ordered
 
 
-def source_digest(chart: Path) -> str:
+def source_digest(chart: Path, memo: dict[Path, str] | None = None) -> str:
     """A digest of a chart's own files and, recursively, of its file:// dependencies' sources."""
+    memo = {} if memo is None else memo
+    if chart in memo:
+        return memo[chart]
     digest = hashlib.sha256()
     for path in sorted(p for p in chart.rglob("*") if p.is_file()):
         relative = path.relative_to(chart)
@@ -60,28 +69,33 @@ def source_digest(chart: Path) -> str:
             continue  # built packages and the lock are outputs of the build
         digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     for dependency in local_dependencies(chart):
-        digest.update(source_digest(dependency).encode())
-    return digest.hexdigest()
+        digest.update(source_digest(dependency, memo).encode())
+    memo[chart] = digest.hexdigest()
+    return memo[chart]
 
 
 def _stamp(project: Project, chart: Path) -> Path:
     return project.root / "build" / "chart-deps" / f"{chart.name}.sha256"
 
 
-def _dependencies_digest(chart: Path) -> str:
-    return hashlib.sha256("".join(source_digest(d) for d in local_dependencies(chart)).encode()).hexdigest()
+def _dependencies_digest(chart: Path, memo: dict[Path, str]) -> str:
+    return hashlib.sha256("".join(source_digest(d, memo) for d in local_dependencies(chart)).encode()).hexdigest()
 
 
 def stale_charts(project: Project) -> list[Path]:
     """Charts whose built dependencies do not match their sources (or were never built)."""
-    stale = []
+    stale: list[Path] = []
+    memo: dict[Path, str] = {}
     for chart in build_order(project):
         if not local_dependencies(chart):
             continue
         stamp = _stamp(project, chart)
         packages = list((chart / "charts").glob("*.tgz"))
-        if len(packages) < len(local_dependencies(chart)) or not stamp.is_file() \
-                or stamp.read_text(encoding="utf-8").strip() != _dependencies_digest(chart):
+        if (
+            len(packages) < len(local_dependencies(chart))
+            or not stamp.is_file()
+            or stamp.read_text(encoding="utf-8").strip() != _dependencies_digest(chart, memo)
+        ):
             stale.append(chart)
     return stale
 
@@ -102,17 +116,20 @@ def build(project: Project, progress: Progress = lambda message: None, force: bo
             result = run_tool([helm, "dependency", "update", str(chart), "--skip-refresh"])
             progress(f"wrote {(chart / 'Chart.lock').relative_to(project.root)}: commit it with Chart.yaml")
         if result.returncode != 0:
-            raise NchartError(f"helm dependency build {chart.relative_to(project.root)} failed:\n"
-                              f"{(result.stderr or result.stdout).strip()}", ExitCode.TOOL_FAILED)
+            raise NchartError(
+                f"helm dependency build {chart.relative_to(project.root)} failed:\n"
+                f"{(result.stderr or result.stdout).strip()}",
+                ExitCode.TOOL_FAILED,
+            )
         stamp = _stamp(project, chart)
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(_dependencies_digest(chart) + "\n", encoding="utf-8")
+        stamp.write_text(_dependencies_digest(chart, {}) + "\n", encoding="utf-8")
         built.append(chart.name)
         progress(f"built the dependencies of {chart.name}")
     return built
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ensured(root: Path) -> None:
     build(Project(root))
 

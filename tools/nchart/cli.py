@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .errors import ExitCode, NchartError
+
+if TYPE_CHECKING:
+    from .project import Project
 
 CONTEXT_SETTINGS = {"auto_envvar_prefix": "NCHART", "help_option_names": ["-h", "--help"]}
 
@@ -33,25 +37,38 @@ class NchartGroup(click.Group):
         except Exception as error:  # a bug in nchart: say so briefly; NCHART_DEBUG=1 shows where
             if os.environ.get("NCHART_DEBUG"):
                 raise
-            click.echo(f"nchart: internal error: {type(error).__name__}: {error} (rerun with NCHART_DEBUG=1 for details)", err=True)
+            click.echo(
+                f"nchart: internal error: {type(error).__name__}: {error} (rerun with NCHART_DEBUG=1 for details)",
+                err=True,
+            )
             ctx.exit(int(ExitCode.FAILURE))
 
 
-def _project(ctx: click.Context) -> Any:
-    from .project import find_project
+@dataclasses.dataclass
+class CliState:
+    """What the group's options leave for the commands (click's ctx.obj)."""
 
-    root = ctx.obj.get("root") if ctx.obj else None
-    return find_project(Path(root) if root else None)
+    root: Path | None = None
+
+    def project(self) -> Project:
+        from .project import find_project
+
+        return find_project(self.root)
+
+
+def _project(ctx: click.Context) -> Project:
+    return ctx.ensure_object(CliState).project()
 
 
 @click.group(cls=NchartGroup, context_settings=CONTEXT_SETTINGS)
-@click.option("--root", type=click.Path(file_okay=False), help="eks-neuron checkout (default: found from the working directory).")
+@click.option(
+    "--root", type=click.Path(file_okay=False), help="eks-neuron checkout (default: found from the working directory)."
+)
 @click.version_option(__version__, prog_name="nchart")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None) -> None:
     """Render, lint and drive the eks-neuron charts for a Neuron instance type."""
-    ctx.ensure_object(dict)
-    ctx.obj["root"] = root
+    ctx.obj = CliState(Path(root) if root else None)
 
 
 @cli.command()
@@ -71,20 +88,35 @@ def instances(output: str) -> None:
     ]
     widths = [max(len(str(row[c])) for row in [header, *rows]) for c in range(len(header))]
     for row in [header, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _value_options(function: Any) -> Any:
-    function = click.option("--env", "-e", help="Environment: layers values/ENV.yaml (and values/generated/ENV.yaml if present).")(function)
-    function = click.option("-f", "--values", "values_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="Extra values file (repeatable, applied in order).")(function)
-    function = click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE", help="Set a value (repeatable, helm syntax).")(function)
+    function = click.option(
+        "--env", "-e", help="Environment: layers values/ENV.yaml (and values/generated/ENV.yaml if present)."
+    )(function)
+    function = click.option(
+        "-f",
+        "--values",
+        "values_files",
+        multiple=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Extra values file (repeatable, applied in order).",
+    )(function)
+    function = click.option(
+        "--set", "set_values", multiple=True, metavar="KEY=VALUE", help="Set a value (repeatable, helm syntax)."
+    )(function)
     return function
 
 
 @cli.command()
 @click.argument("instance")
 @_value_options
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Write one file per template under this directory.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per template under this directory.",
+)
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @click.option("--values-only", is_flag=True, help="Print the computed values instead of rendering.")
 @click.option("--release", default="eks-neuron", show_default=True, help="Release name.")
@@ -133,15 +165,25 @@ def render(
 
 
 @cli.command()
-@click.option("--env", "-e", "envs", multiple=True, help="Environment to check (repeatable; default: every values/*.yaml).")
-@click.option("--instance", "-i", "instances_", multiple=True, help="Instance type to check (repeatable; default: the whole catalog).")
+@click.option(
+    "--env", "-e", "envs", multiple=True, help="Environment to check (repeatable; default: every values/*.yaml)."
+)
+@click.option(
+    "--instance",
+    "-i",
+    "instances_",
+    multiple=True,
+    help="Instance type to check (repeatable; default: the whole catalog).",
+)
 @click.option("--kube-version", default="1.31.0", show_default=True, help="Kubernetes version for schema validation.")
 @click.pass_context
 def lint(ctx: click.Context, envs: tuple[str, ...], instances_: tuple[str, ...], kube_version: str) -> None:
     """Lint every chart and validate the render of every environment x instance type."""
     from .lint import run_lint
 
-    report = run_lint(_project(ctx), list(envs), list(instances_), kube_version, progress=lambda m: click.echo(m, err=True))
+    report = run_lint(
+        _project(ctx), list(envs), list(instances_), kube_version, progress=lambda m: click.echo(m, err=True)
+    )
     for line in report.lines():
         click.echo(line)
     if report.failures:
@@ -152,7 +194,13 @@ def lint(ctx: click.Context, envs: tuple[str, ...], instances_: tuple[str, ...],
 @click.argument("instance", default="inf2-24xlarge")
 @click.option("--env", "-e", default="prod", show_default=True)
 @click.option("--runs", type=click.IntRange(min=3), default=15, show_default=True, help="Runs of each command.")
-@click.option("--target", type=float, default=1.2, show_default=True, help="Largest accepted nchart/helm ratio of medians (in-process render).")
+@click.option(
+    "--target",
+    type=float,
+    default=1.2,
+    show_default=True,
+    help="Largest accepted nchart/helm ratio of medians (in-process render).",
+)
 @click.pass_context
 def bench(ctx: click.Context, instance: str, env: str, runs: int, target: float) -> None:
     """Time `nchart render` against bare `helm template` of the same values (medians)."""
@@ -178,7 +226,9 @@ def deps(ctx: click.Context, force: bool) -> None:
 
 
 @cli.command()
-@click.option("--check", is_flag=True, help="Only compare: exit 3 and list the files that differ from what would be generated.")
+@click.option(
+    "--check", is_flag=True, help="Only compare: exit 3 and list the files that differ from what would be generated."
+)
 @click.pass_context
 def generate(ctx: click.Context, check: bool) -> None:
     """Write the generated files: instance lists, values schemas, chart READMEs, dashboards."""
@@ -187,7 +237,9 @@ def generate(ctx: click.Context, check: bool) -> None:
     result = run_generate(_project(ctx), check, progress=lambda m: click.echo(m, err=True))
     if check:
         if result.stale:
-            click.echo("stale generated files (run `make generate`, then commit):\n  " + "\n  ".join(result.stale), err=True)
+            click.echo(
+                "stale generated files (run `make generate`, then commit):\n  " + "\n  ".join(result.stale), err=True
+            )
             ctx.exit(int(ExitCode.LINT_FAILED))
         click.echo("generated files are current")
         return
@@ -200,12 +252,18 @@ def generate(ctx: click.Context, check: bool) -> None:
 @cli.command("tf")
 @click.argument("action", type=click.Choice(["init", "plan", "apply", "destroy", "vars"]))
 @click.option("--env", "-e", required=True, help="Environment: values/ENV.yaml and terraform/environments.yaml[ENV].")
-@click.option("--dir", "tf_dir", type=click.Path(file_okay=False, path_type=Path), help="Terraform module (default: terraform/).")
-@click.option("--release", default="eks-neuron", show_default=True, help="Helm release name (ServiceAccount names for IAM trust).")
+@click.option(
+    "--dir", "tf_dir", type=click.Path(file_okay=False, path_type=Path), help="Terraform module (default: terraform/)."
+)
+@click.option(
+    "--release", default="eks-neuron", show_default=True, help="Helm release name (ServiceAccount names for IAM trust)."
+)
 @click.option("--namespace", "-n", default="kube-system", show_default=True, help="Release namespace.")
 @click.option("--auto-approve", is_flag=True, help="apply/destroy without asking.")
 @click.pass_context
-def tf_command(ctx: click.Context, action: str, env: str, tf_dir: Path | None, release: str, namespace: str, auto_approve: bool) -> None:
+def tf_command(
+    ctx: click.Context, action: str, env: str, tf_dir: Path | None, release: str, namespace: str, auto_approve: bool
+) -> None:
     """Run terraform (init, plan, apply, destroy) with tfvars from the chart values; `vars` only prints them.
 
     After apply, the outputs become values/generated/ENV.yaml, which `nchart render --env ENV` layers on.
@@ -230,11 +288,14 @@ def _local_cluster(ctx: click.Context, state_dir: Path | None) -> Any:
     from .localcluster import LocalCluster
 
     project = _project(ctx)
-    return LocalCluster(project, state_dir or project.root / "build" / "cluster", progress=lambda m: click.echo(m, err=True))
+    return LocalCluster(
+        project, state_dir or project.root / "build" / "cluster", progress=lambda m: click.echo(m, err=True)
+    )
 
 
 _state_dir_option = click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path),
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
     help="Where the cluster keeps its PKI, kubeconfig, logs and PIDs (default: build/cluster).",
 )
 

@@ -14,8 +14,9 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -63,12 +64,16 @@ def with_instance_lists(text: str, names: list[str], origin: str) -> str:
     def replace(match: re.Match[str]) -> str:
         indent = match["indent"]
         items = "".join(f"{indent}  - {name}\n" for name in names)
-        return (f"{indent}# @schema itemEnum: [{', '.join(names)}];{match['rest']}\n{match['doc']}"
-                f"{indent}instanceTypes:\n{items}")
+        return (
+            f"{indent}# @schema itemEnum: [{', '.join(names)}];{match['rest']}\n{match['doc']}"
+            f"{indent}instanceTypes:\n{items}"
+        )
 
     updated, count = _INSTANCE_LIST.subn(replace, text)
     if count != 1:
-        raise NchartError(f"{origin}: expected one instanceTypes list under a `# @schema itemEnum:` line, found {count}")
+        raise NchartError(
+            f"{origin}: expected one instanceTypes list under a `# @schema itemEnum:` line, found {count}"
+        )
     return updated
 
 
@@ -76,8 +81,13 @@ def generate_instance_lists(project: Project, check: bool, result: Generated) ->
     names = list(load_catalog())
     for chart in INSTANCE_LIST_CHARTS:
         path = project.charts_dir / chart / "values.yaml"
-        _update(project, path, with_instance_lists(path.read_text(encoding="utf-8"), names, _relative(project, path)),
-                check, result)
+        _update(
+            project,
+            path,
+            with_instance_lists(path.read_text(encoding="utf-8"), names, _relative(project, path)),
+            check,
+            result,
+        )
 
 
 def _free_form_objects(schema: Any, in_items: bool = False) -> Any:
@@ -121,20 +131,37 @@ def chart_schema(project: Project, chart: Path) -> str:
     tool = project.tool("helm-values-schema-json")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "values.schema.json"
-        result = run_tool([
-            tool, "--values", str(chart / "values.yaml"), "--output", str(out), "--draft", SCHEMA_DRAFT,
-            "--use-helm-docs", "--no-additional-properties", "--indent", "2",
-            "--schema-root.title", f"{chart.name} values",
-        ])
+        result = run_tool(
+            [
+                tool,
+                "--values",
+                str(chart / "values.yaml"),
+                "--output",
+                str(out),
+                "--draft",
+                SCHEMA_DRAFT,
+                "--use-helm-docs",
+                "--no-additional-properties",
+                "--indent",
+                "2",
+                "--schema-root.title",
+                f"{chart.name} values",
+            ]
+        )
         if result.returncode != 0 or not out.is_file():
-            raise NchartError(f"{_relative(project, chart / 'values.yaml')}: schema generation failed: "
-                              f"{(result.stderr or result.stdout).strip()}", ExitCode.USAGE)
+            raise NchartError(
+                f"{_relative(project, chart / 'values.yaml')}: schema generation failed: "
+                f"{(result.stderr or result.stdout).strip()}",
+                ExitCode.USAGE,
+            )
         schema = _free_form_objects(json.loads(out.read_text(encoding="utf-8")))
     values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
     problems = key_mismatches(values, schema)
     if problems:
-        raise NchartError(f"{_relative(project, chart / 'values.yaml')}: values and schema disagree:\n  "
-                          + "\n  ".join(problems), ExitCode.USAGE)
+        raise NchartError(
+            f"{_relative(project, chart / 'values.yaml')}: values and schema disagree:\n  " + "\n  ".join(problems),
+            ExitCode.USAGE,
+        )
     return json.dumps(schema, indent=2, sort_keys=False) + "\n"
 
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
+from . import chartdeps
 from .catalog import load_catalog, resolve_instance
 from .errors import NchartError
 from .project import Project
-from . import chartdeps
 from .render import clean_helm_stderr, helm_template_args, render, run_helm
+from .schemacheck import check_sources
 from .tools import run_tool
-from .values import ValuesSource, check_sources, load_values_file, value_sources
+from .values import ValuesSource, load_values_file, value_sources
 
 Progress = Callable[[str], None]
 
@@ -88,7 +89,9 @@ def check_yaml_style(project: Project, files: Iterable[Path], where: str, report
         for problem in linter.run(path.read_text(encoding="utf-8"), config, str(path)):
             if problem.level == "error":
                 report.fail(
-                    "yamllint", where, f"{_relative(project, path)}:{problem.line}:{problem.column}",
+                    "yamllint",
+                    where,
+                    f"{_relative(project, path)}:{problem.line}:{problem.column}",
                     f"{problem.desc} ({problem.rule})",
                 )
         report.ran("yamllint")
@@ -105,7 +108,8 @@ def check_helm_lint(project: Project, chart: Path, values_files: Iterable[Path |
         result = run_tool(args)
         if result.returncode != 0:
             messages = [
-                line.strip() for line in (result.stdout + "\n" + clean_helm_stderr(result.stderr)).splitlines()
+                line.strip()
+                for line in (result.stdout + "\n" + clean_helm_stderr(result.stderr)).splitlines()
                 if "[ERROR]" in line or "[WARNING]" in line or line.startswith("Error")
             ]
             report.fail("helm-lint", chart.name, label, "; ".join(messages) or "helm lint failed")
@@ -149,8 +153,9 @@ def prepare_kubernetes_schemas(project: Project, kube_version: str) -> Path:
     which kubeconform would fetch from the network; the copies drop the ids and refer to the
     definitions file beside them. Built once per Kubernetes version and kubernetes-validate release.
     """
-    import kubernetes_validate
     from importlib.metadata import version
+
+    import kubernetes_validate
 
     major_minor = ".".join(kube_version.lstrip("v").split(".")[:2])
     name = f"v{major_minor}.0-local-strict"
@@ -177,13 +182,19 @@ def prepare_kubernetes_schemas(project: Project, kube_version: str) -> Path:
 def kubeconform_schema_locations(project: Project, kube_version: str) -> list[str]:
     k8s = prepare_kubernetes_schemas(project, kube_version)
     return [
-        str(k8s) + "/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+        str(k8s)
+        + "/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json",
         str(project.ci_dir / "crd-schemas") + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
     ]
 
 
 def render_matrix(
-    project: Project, envs: list[str], instances: list[str], kube_version: str, report: LintReport, out_dir: Path,
+    project: Project,
+    envs: list[str],
+    instances: list[str],
+    kube_version: str,
+    report: LintReport,
+    out_dir: Path,
 ) -> dict[str, str]:
     """The umbrella rendered for every env x instance into out_dir; returns {file: label}."""
     rendered = {}
@@ -249,8 +260,10 @@ def validate_manifests(project: Project, rendered: dict[str, str], kube_version:
             f"{e.get('path', '')}: {e.get('msg', '')}" for e in resource.get("validationErrors") or []
         )
         report.fail(
-            "kubeconform", rendered.get(resource.get("filename", ""), resource.get("filename", "?")),
-            f"{resource.get('kind')}/{resource.get('name')}", details,
+            "kubeconform",
+            rendered.get(resource.get("filename", ""), resource.get("filename", "?")),
+            f"{resource.get('kind')}/{resource.get('name')}",
+            details,
         )
     if result.returncode != 0 and not resources:
         report.fail("kubeconform", "eks-neuron", "-", (result.stderr or result.stdout).strip()[:2000])
@@ -291,6 +304,8 @@ def run_lint(
     with tempfile.TemporaryDirectory() as tmp:
         rendered = render_matrix(project, envs, instances, kube_version, report, Path(tmp))
         rendered.update(render_scenarios(project, kube_version, report, Path(tmp)))
-        progress(f"rendered {len(rendered)} env x instance combinations and chart scenarios; validating with kubeconform")
+        progress(
+            f"rendered {len(rendered)} env x instance combinations and chart scenarios; validating with kubeconform"
+        )
         validate_manifests(project, rendered, kube_version, report)
     return report

@@ -23,8 +23,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import yaml
 
@@ -98,7 +99,13 @@ EVICTION_HARD_MEMORY_MIB = 100
 def node_resources(vcpu: int, memory_gib: int, extra: dict[str, str], max_pods: int = MAX_PODS) -> dict[str, Any]:
     """capacity and allocatable of an EKS node: allocatable = capacity - kube-reserved - eviction threshold."""
     memory_mib = memory_gib * 1024
-    capacity = {"cpu": str(vcpu), "memory": f"{memory_mib}Mi", "pods": str(max_pods), "ephemeral-storage": "200Gi", **extra}
+    capacity = {
+        "cpu": str(vcpu),
+        "memory": f"{memory_mib}Mi",
+        "pods": str(max_pods),
+        "ephemeral-storage": "200Gi",
+        **extra,
+    }
     allocatable = {
         **capacity,
         "cpu": f"{vcpu * 1000 - eks_kube_reserved_cpu_millicores(vcpu)}m",
@@ -107,20 +114,37 @@ def node_resources(vcpu: int, memory_gib: int, extra: dict[str, str], max_pods: 
     return {"capacity": capacity, "allocatable": allocatable}
 
 
-def neuron_node(instance: InstanceType, name: str, zone: str, labels: dict[str, str] | None = None,
-                taint: bool = True) -> dict[str, Any]:
+def neuron_node(
+    instance: InstanceType, name: str, zone: str, labels: dict[str, str] | None = None, taint: bool = True
+) -> dict[str, Any]:
     """A Node object as an EKS node of `instance` registers it, for kwok to keep Ready."""
     neuron = {"aws.amazon.com/neuron": str(instance.chips), "aws.amazon.com/neuroncore": str(instance.cores)}
-    return _node(name, instance.name, zone, instance.vcpu, instance.host_memory_gib, neuron,
-                 [NEURON_TAINT] if taint else [], labels or {})
+    return _node(
+        name,
+        instance.name,
+        zone,
+        instance.vcpu,
+        instance.host_memory_gib,
+        neuron,
+        [NEURON_TAINT] if taint else [],
+        labels or {},
+    )
 
 
 def system_node(name: str = SYSTEM_NODE) -> dict[str, Any]:
     return _node(name, "m6i.2xlarge", ZONES[0], SYSTEM_NODE_VCPU, SYSTEM_NODE_MEMORY_GIB, {}, [], {})
 
 
-def _node(name: str, instance_type: str, zone: str, vcpu: int, memory_gib: int, extra: dict[str, str],
-          taints: list[dict[str, str]], labels: dict[str, str]) -> dict[str, Any]:
+def _node(
+    name: str,
+    instance_type: str,
+    zone: str,
+    vcpu: int,
+    memory_gib: int,
+    extra: dict[str, str],
+    taints: list[dict[str, str]],
+    labels: dict[str, str],
+) -> dict[str, Any]:
     key, value = FAKE_NODE_ANNOTATION
     return {
         "apiVersion": "v1",
@@ -178,8 +202,11 @@ def _write_pki(pki: Path) -> dict[str, KeyPair]:
     def save(name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> KeyPair:
         pair = KeyPair(pki / f"{name}.crt", pki / f"{name}.key")
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        pair.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        pair.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         pair.key.chmod(0o600)
         return pair
 
@@ -193,22 +220,35 @@ def _write_pki(pki: Path) -> dict[str, KeyPair]:
         key = new_key()
         subject = name_of(name)
         cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(later)
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(later)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
             .sign(key, hashes.SHA256())
         )
         return cert, key
 
-    def leaf(issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], subject: x509.Name, server: bool,
-             sans: Iterable[x509.GeneralName] = ()) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    def leaf(
+        issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+        subject: x509.Name,
+        server: bool,
+        sans: Iterable[x509.GeneralName] = (),
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = new_key()
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer[0].subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(later)
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer[0].subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(later)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
@@ -222,7 +262,13 @@ def _write_pki(pki: Path) -> dict[str, KeyPair]:
     cluster_ca = ca("eks-neuron-local-ca")
     pairs["ca"] = save("ca", *cluster_ca)
     service_ip = ipaddress.IPv4Network(SERVICE_CIDR)[1]  # the kubernetes Service's ClusterIP
-    dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+    dns = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     sans += [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.IPAddress(service_ip)]
     pairs["apiserver"] = save("apiserver", *leaf(cluster_ca, name_of("kube-apiserver"), True, sans))
@@ -240,14 +286,22 @@ def _write_pki(pki: Path) -> dict[str, KeyPair]:
     pairs["front-proxy-client"] = save("front-proxy-client", *leaf(proxy_ca, name_of("front-proxy-client"), False))
     signing_key = new_key()
     pairs["service-account"] = KeyPair(pki / "service-account.pub", pki / "service-account.key")
-    pairs["service-account"].key.write_bytes(signing_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    pairs["service-account"].cert.write_bytes(signing_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    pairs["service-account"].key.write_bytes(
+        signing_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    pairs["service-account"].cert.write_bytes(
+        signing_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return pairs
 
 
-def write_kubeconfig(path: Path, server: str, ca_file: Path, user: dict[str, str], name: str = "eks-neuron-local") -> Path:
+def write_kubeconfig(
+    path: Path, server: str, ca_file: Path, user: dict[str, str], name: str = "eks-neuron-local"
+) -> Path:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -366,8 +420,9 @@ class LocalCluster:
     def _binary(self, name: str) -> str:
         local = self.project.root / "bin" / name
         if not (local.is_file() and os.access(local, os.X_OK)):
-            raise NchartError(f"{local} not found; run `make cluster-tools` to build the local control plane",
-                              ExitCode.TOOL_MISSING)
+            raise NchartError(
+                f"{local} not found; run `make cluster-tools` to build the local control plane", ExitCode.TOOL_MISSING
+            )
         return str(local)
 
     def _start(self, name: str, binary: str, args: list[str]) -> RunningProcess:
@@ -376,8 +431,14 @@ class LocalCluster:
         with log.open("ab") as out:
             # A session of its own: `nchart cluster up` returns while the control plane keeps running,
             # and a Ctrl-C in the terminal does not reach it.
-            process = subprocess.Popen([binary, *args], stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.state_dir)
+            process = subprocess.Popen(
+                [binary, *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.state_dir,
+            )
         running = RunningProcess(name, binary, process.pid, log)
         self.processes[name] = running
         self._save_state()
@@ -386,15 +447,20 @@ class LocalCluster:
     def _check_alive(self, name: str) -> None:
         process = self.processes[name]
         if not _process_alive(process.pid, process.binary):
-            raise NchartError(f"{name} exited during start-up; its log ({process.log}) ends with:\n{self.log_tail(name)}",
-                              ExitCode.TOOL_FAILED)
+            raise NchartError(
+                f"{name} exited during start-up; its log ({process.log}) ends with:\n{self.log_tail(name)}",
+                ExitCode.TOOL_FAILED,
+            )
 
     # lifecycle
     def up(self, nodes: Iterable[dict[str, Any]] | None = None) -> float:
         """Starts every component, installs the CRDs and creates the nodes; returns the seconds it took."""
         if self.running():
-            raise NchartError(f"a local control plane already runs from {self.state_dir} "
-                              f"({', '.join(self.running())}); stop it with `nchart cluster down`", ExitCode.USAGE)
+            raise NchartError(
+                f"a local control plane already runs from {self.state_dir} "
+                f"({', '.join(self.running())}); stop it with `nchart cluster down`",
+                ExitCode.USAGE,
+            )
         binaries = {name: self._binary(name) for name in COMPONENTS}
         crds = self.crd_files()
         started = time.monotonic()
@@ -404,8 +470,12 @@ class LocalCluster:
             pki = _write_pki(self.pki_dir)
             self.progress(f"local cluster: PKI written to {self.pki_dir}")
             self.ports = {
-                "etcd": free_port(), "etcd-peer": free_port(), "kube-apiserver": free_port(),
-                "kube-controller-manager": free_port(), "kube-scheduler": free_port(), "kwok": free_port(),
+                "etcd": free_port(),
+                "etcd-peer": free_port(),
+                "kube-apiserver": free_port(),
+                "kube-controller-manager": free_port(),
+                "kube-scheduler": free_port(),
+                "kwok": free_port(),
             }
             self._save_state()
             self._start_etcd(binaries["etcd"])
@@ -415,8 +485,11 @@ class LocalCluster:
             self._start_kwok(binaries["kwok"], pki)
             self.install_crds(crds)
             self.apply_nodes(nodes if nodes is not None else default_nodes())
-            wait_until(lambda: self._service_account_exists("default", "default"), 60,
-                       "the default ServiceAccount (controller-manager running)")
+            wait_until(
+                lambda: self._service_account_exists("default", "default"),
+                60,
+                "the default ServiceAccount (controller-manager running)",
+            )
         except BaseException:
             self.down()
             raise
@@ -440,82 +513,127 @@ class LocalCluster:
     def _start_etcd(self, binary: str) -> None:
         client = f"http://127.0.0.1:{self.ports['etcd']}"
         peer = f"http://127.0.0.1:{self.ports['etcd-peer']}"
-        self._start("etcd", binary, [
-            "--name=local", f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=local={peer}", "--log-level=warn",
-            # Test data: losing it on a crash is fine, waiting for fsync is not.
-            "--unsafe-no-fsync",
-        ])
+        self._start(
+            "etcd",
+            binary,
+            [
+                "--name=local",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=local={peer}",
+                "--log-level=warn",
+                # Test data: losing it on a crash is fine, waiting for fsync is not.
+                "--unsafe-no-fsync",
+            ],
+        )
         wait_until(lambda: self._http_ok(f"{client}/health"), 30, "etcd answering /health")
         self._check_alive("etcd")
 
     def _start_apiserver(self, binary: str, pki: dict[str, KeyPair]) -> None:
         port = self.ports["kube-apiserver"]
-        self._start("kube-apiserver", binary, [
-            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
-            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            # No kubelets behind the fake nodes, so no endpoints for the kubernetes Service either.
-            "--endpoint-reconciler-type=none",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--client-ca-file={pki['ca'].cert}",
-            f"--tls-cert-file={pki['apiserver'].cert}", f"--tls-private-key-file={pki['apiserver'].key}",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki['service-account'].cert}",
-            f"--service-account-signing-key-file={pki['service-account'].key}",
-            # Without the request-header settings the controller-manager and schedulers log
-            # "missing content for CA bundle" every second.
-            f"--requestheader-client-ca-file={pki['front-proxy-ca'].cert}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-username-headers=X-Remote-User",
-            f"--proxy-client-cert-file={pki['front-proxy-client'].cert}",
-            f"--proxy-client-key-file={pki['front-proxy-client'].key}",
-            "--profiling=false",
-        ])
-        write_kubeconfig(self.kubeconfig, self.server, pki["ca"].cert,
-                         {"client-certificate": str(pki["admin"].cert), "client-key": str(pki["admin"].key)})
+        self._start(
+            "kube-apiserver",
+            binary,
+            [
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                # No kubelets behind the fake nodes, so no endpoints for the kubernetes Service either.
+                "--endpoint-reconciler-type=none",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--client-ca-file={pki['ca'].cert}",
+                f"--tls-cert-file={pki['apiserver'].cert}",
+                f"--tls-private-key-file={pki['apiserver'].key}",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki['service-account'].cert}",
+                f"--service-account-signing-key-file={pki['service-account'].key}",
+                # Without the request-header settings the controller-manager and schedulers log
+                # "missing content for CA bundle" every second.
+                f"--requestheader-client-ca-file={pki['front-proxy-ca'].cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-username-headers=X-Remote-User",
+                f"--proxy-client-cert-file={pki['front-proxy-client'].cert}",
+                f"--proxy-client-key-file={pki['front-proxy-client'].key}",
+                "--profiling=false",
+            ],
+        )
+        write_kubeconfig(
+            self.kubeconfig,
+            self.server,
+            pki["ca"].cert,
+            {"client-certificate": str(pki["admin"].cert), "client-key": str(pki["admin"].key)},
+        )
         wait_until(lambda: self._apiserver_ready(pki), 90, "kube-apiserver answering /readyz")
         self.progress("local cluster: kube-apiserver ready")
 
     def _component_kubeconfig(self, name: str, pair: KeyPair) -> Path:
-        return write_kubeconfig(self.state_dir / f"{name}.kubeconfig", self.server, self.ca_file,
-                                {"client-certificate": str(pair.cert), "client-key": str(pair.key)})
+        return write_kubeconfig(
+            self.state_dir / f"{name}.kubeconfig",
+            self.server,
+            self.ca_file,
+            {"client-certificate": str(pair.cert), "client-key": str(pair.key)},
+        )
 
     def _start_controller_manager(self, binary: str, pki: dict[str, KeyPair]) -> None:
         kubeconfig = self._component_kubeconfig("controller-manager", pki["controller-manager"])
-        self._start("kube-controller-manager", binary, [
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.ports['kube-controller-manager']}",
-            "--leader-elect=false", "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki['service-account'].key}",
-            f"--root-ca-file={pki['ca'].cert}",
-            f"--cluster-signing-cert-file={pki['ca'].cert}", f"--cluster-signing-key-file={pki['ca'].key}",
-            "--profiling=false",
-        ])
+        self._start(
+            "kube-controller-manager",
+            binary,
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['kube-controller-manager']}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki['service-account'].key}",
+                f"--root-ca-file={pki['ca'].cert}",
+                f"--cluster-signing-cert-file={pki['ca'].cert}",
+                f"--cluster-signing-key-file={pki['ca'].key}",
+                "--profiling=false",
+            ],
+        )
 
     def _start_scheduler(self, binary: str, pki: dict[str, KeyPair]) -> None:
         kubeconfig = self._component_kubeconfig("scheduler", pki["scheduler"])
-        self._start("kube-scheduler", binary, [
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.ports['kube-scheduler']}",
-            "--leader-elect=false", "--profiling=false",
-        ])
+        self._start(
+            "kube-scheduler",
+            binary,
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['kube-scheduler']}",
+                "--leader-elect=false",
+                "--profiling=false",
+            ],
+        )
 
     def _start_kwok(self, binary: str, pki: dict[str, KeyPair]) -> None:
         kubeconfig = self._component_kubeconfig("kwok", pki["kwok"])
         key, value = FAKE_NODE_ANNOTATION
-        self._start("kwok", binary, [
-            f"--kubeconfig={kubeconfig}", "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={key}={value}",
-            "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1",
-            f"--server-address=127.0.0.1:{self.ports['kwok']}",
-        ])
+        self._start(
+            "kwok",
+            binary,
+            [
+                f"--kubeconfig={kubeconfig}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={key}={value}",
+                "--cidr=10.0.0.1/24",
+                "--node-ip=10.0.0.1",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            ],
+        )
         time.sleep(0.2)
         self._check_alive("kwok")
 
@@ -602,8 +720,9 @@ class LocalCluster:
         from kubernetes import client
 
         with self.api_client() as api:
-            request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-                audiences=[SERVICE_ACCOUNT_ISSUER], expiration_seconds=seconds))
+            request = client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[SERVICE_ACCOUNT_ISSUER], expiration_seconds=seconds)
+            )
             response = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request)
         return str(response.status.token)
 
@@ -621,8 +740,12 @@ def default_nodes() -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def running_cluster(project: Project, state_dir: Path, progress: Progress = lambda m: None,
-                    nodes: Iterable[dict[str, Any]] | None = None) -> Iterator[LocalCluster]:
+def running_cluster(
+    project: Project,
+    state_dir: Path,
+    progress: Progress = lambda m: None,
+    nodes: Iterable[dict[str, Any]] | None = None,
+) -> Iterator[LocalCluster]:
     cluster = LocalCluster(project, state_dir, progress)
     cluster.up(nodes)
     try:

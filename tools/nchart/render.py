@@ -6,15 +6,17 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from . import chartdeps
 from .errors import ExitCode, NchartError, UsageError
 from .project import Project
-from .values import Values, ValuesSource, check_sources, merged
+from .schemacheck import check_sources
+from .values import Values, ValuesSource, merged
 
 DEFAULT_RELEASE = "eks-neuron"
 DEFAULT_NAMESPACE = "kube-system"

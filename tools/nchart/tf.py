@@ -8,8 +8,9 @@ import re
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 
@@ -21,16 +22,29 @@ ACTIONS = ("init", "plan", "apply", "destroy")
 SETTINGS_FILE = "environments.yaml"
 # The infrastructure settings environments.yaml may hold (the rest comes from the chart values).
 SETTINGS_KEYS = {
-    "region", "cluster_version", "cluster_endpoint_public_access", "vpc_cidr", "availability_zone_count",
-    "core_node_group", "serving_role_can_upload", "tags",
+    "region",
+    "cluster_version",
+    "cluster_endpoint_public_access",
+    "vpc_cidr",
+    "availability_zone_count",
+    "core_node_group",
+    "serving_role_can_upload",
+    "tags",
 }
 REQUIRED_SETTINGS = {"region", "cluster_version", "vpc_cidr", "core_node_group"}
 # terraform output -> where it goes in the chart values
-OVERLAY_OUTPUTS = ("cluster_name", "model_bucket_name", "serving_role_arn", "recovery_role_arn", "karpenter_node_role_name")
+OVERLAY_OUTPUTS = (
+    "cluster_name",
+    "model_bucket_name",
+    "serving_role_arn",
+    "recovery_role_arn",
+    "karpenter_node_role_name",
+)
 # What terraform prints when it cannot reach the registry for providers or modules.
 _REGISTRY_FAILURE = re.compile(
     r"(Failed to query available provider packages|Failed to install provider|could not connect to registry|"
-    r"Failed to download module|Error accessing remote module registry|registry\.terraform\.io)", re.IGNORECASE,
+    r"Failed to download module|Error accessing remote module registry|registry\.terraform\.io)",
+    re.IGNORECASE,
 )
 
 Echo = Callable[[str], None]
@@ -46,12 +60,15 @@ def workload_service_accounts(project: Project, env: str, release: str, namespac
     accounts = {}
     for chart, kind in (("sd21-serving", "Deployment"), ("neuron-problem-detector", "DaemonSet")):
         workloads = [
-            o for o in objects
+            o
+            for o in objects
             if o["kind"] == kind and o["metadata"]["labels"].get("helm.sh/chart", "").startswith(f"{chart}-")
         ]
         if len(workloads) != 1:
-            raise UsageError(f"values/{env}.yaml: {chart} renders {len(workloads)} {kind}s; enable it so its IAM role "
-                             f"can trust its ServiceAccount ({chart}.enabled: true)")
+            raise UsageError(
+                f"values/{env}.yaml: {chart} renders {len(workloads)} {kind}s; enable it so its IAM role "
+                f"can trust its ServiceAccount ({chart}.enabled: true)"
+            )
         workload = workloads[0]
         accounts[chart] = {
             "namespace": workload["metadata"]["namespace"],
@@ -76,7 +93,9 @@ def load_settings(project: Project, tf_dir: Path, env: str) -> dict[str, Any]:
     entry = settings[env] or {}
     unknown = sorted(set(entry) - SETTINGS_KEYS)
     if unknown:
-        raise UsageError(f"{path}: {env}: unknown keys {', '.join(unknown)}; expected some of {', '.join(sorted(SETTINGS_KEYS))}")
+        raise UsageError(
+            f"{path}: {env}: unknown keys {', '.join(unknown)}; expected some of {', '.join(sorted(SETTINGS_KEYS))}"
+        )
     missing = sorted(REQUIRED_SETTINGS - set(entry))
     if missing:
         raise UsageError(f"{path}: {env}: missing {', '.join(missing)}")
@@ -87,14 +106,18 @@ def tfvars(project: Project, tf_dir: Path, env: str, release: str, namespace: st
     """Terraform variables for env: infrastructure settings plus what the chart values already decide."""
     env_file = project.env_values(env)
     if not env_file.is_file():
-        raise UsageError(f"unknown environment {env!r}: {env_file} does not exist (known: {', '.join(project.environments())})")
+        raise UsageError(
+            f"unknown environment {env!r}: {env_file} does not exist (known: {', '.join(project.environments())})"
+        )
     values = _chart_values(project, env)
     where = env_file.relative_to(project.root)
     serving = values.get("sd21-serving") or {}
     uri = str((serving.get("model") or {}).get("s3Uri") or "")
     match = re.fullmatch(r"s3://([^/]+)/(.+)", uri)
     if not match:
-        raise UsageError(f"{where}: sd21-serving.model.s3Uri is {uri!r}; the model bucket and key prefix come from it (s3://bucket/prefix/model.tar.gz)")
+        raise UsageError(
+            f"{where}: sd21-serving.model.s3Uri is {uri!r}; the model bucket and key prefix come from it (s3://bucket/prefix/model.tar.gz)"
+        )
     bucket, key = match.groups()
     prefix = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
     accounts = workload_service_accounts(project, env, release, namespace)
@@ -124,7 +147,11 @@ def run_terraform(terraform: str, tf_dir: Path, args: list[str], echo: Echo, cap
     tail: deque[str] = deque(maxlen=200)
     try:
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
             stdin=None if sys.stdin and sys.stdin.isatty() else subprocess.DEVNULL,
         )
     except FileNotFoundError:
@@ -179,8 +206,14 @@ def write_overlay(project: Project, env: str, overlay: Values) -> Path:
 
 
 def run(
-    project: Project, tf_dir: Path, action: str, env: str, release: str, namespace: str,
-    auto_approve: bool, echo: Echo,
+    project: Project,
+    tf_dir: Path,
+    action: str,
+    env: str,
+    release: str,
+    namespace: str,
+    auto_approve: bool,
+    echo: Echo,
 ) -> list[Path]:
     """One `nchart tf ACTION`; returns the files it wrote."""
     if action not in ACTIONS:
@@ -198,7 +231,12 @@ def run(
     run_terraform(terraform, tf_dir, ["workspace", "select", "-or-create", env], echo)
     approve = ["-auto-approve"] if auto_approve else []
     if action == "plan":
-        run_terraform(terraform, tf_dir, ["plan", "-input=false", f"-var-file={relative_var_file}", f"-out=generated/{env}.tfplan"], echo)
+        run_terraform(
+            terraform,
+            tf_dir,
+            ["plan", "-input=false", f"-var-file={relative_var_file}", f"-out=generated/{env}.tfplan"],
+            echo,
+        )
         written.append(tf_dir / "generated" / f"{env}.tfplan")
     elif action == "apply":
         run_terraform(terraform, tf_dir, ["apply", "-input=false", f"-var-file={relative_var_file}", *approve], echo)

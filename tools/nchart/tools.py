@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import ExitCode, NchartError
 

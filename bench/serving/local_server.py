@@ -1,4 +1,4 @@
-"""The server as a local process on loopback, for benchmarks and tests."""
+"""The server as a local process on loopback, for the benchmark and the tests (not shipped)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,23 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
 
 def free_port() -> int:
+    # Not nchart's: the benchmark also runs where only serving/ is on the path (a GPU machine).
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
-def server_process(settings: dict[str, str], ready_timeout_s: float = 600, **popen: Any) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server_process(
+    settings: dict[str, str], ready_timeout_s: float = 600, **popen: Any
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m serving serve` with SD_* settings on a free loopback port, once /ready answers 200.
 
     Yields the base URL and the process; stops the process on exit if it still runs.

@@ -1,0 +1,63 @@
+"""Values layers checked against the chart schemas, each problem named by its layer (file) and key."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from .project import Project
+from .values import ValuesSource
+
+
+def _drop_required(schema: Any) -> Any:
+    """A layer need not be complete: the chart defaults fill the rest."""
+    if isinstance(schema, dict):
+        return {k: _drop_required(v) for k, v in schema.items() if k != "required"}
+    if isinstance(schema, list):
+        return [_drop_required(v) for v in schema]
+    return schema
+
+
+def combined_schema(project: Project) -> dict[str, Any]:
+    """The umbrella schema with each subchart section checked by that subchart's own schema."""
+    from .chartdeps import local_dependencies
+
+    umbrella: dict[str, Any] = json.loads((project.umbrella / "values.schema.json").read_text(encoding="utf-8"))
+    for chart in local_dependencies(project.umbrella):
+        schema_path = chart / "values.schema.json"
+        if schema_path.is_file():
+            sub = json.loads(schema_path.read_text(encoding="utf-8"))
+            sub.pop("$schema", None)
+            umbrella["properties"][chart.name] = sub
+    return umbrella
+
+
+def _describe(error: Any) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unexpected = sorted(set(error.instance) - set(allowed))
+        messages = []
+        for key in unexpected:
+            where = f"{path}.{key}" if path else key
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            messages.append(f"{where}: unknown key{hint}; expected one of: {', '.join(allowed)}")
+        return "\n".join(messages)
+    return f"{path or '(top level)'}: {error.message}"
+
+
+def check_sources(project: Project, sources: Iterable[ValuesSource]) -> list[str]:
+    """Problems found in each layer, as 'origin: key: what is wrong' lines."""
+    import jsonschema  # imported here: only checks pay for it
+
+    validator_class = jsonschema.validators.validator_for({})
+    validator = validator_class(_drop_required(combined_schema(project)))
+    problems = []
+    for source in sources:
+        for error in sorted(validator.iter_errors(source.values), key=lambda e: list(map(str, e.absolute_path))):
+            for line in _describe(error).splitlines():
+                problems.append(f"{source.origin}: {line}")
+    return problems

@@ -1,0 +1,119 @@
+"""Values that follow from the instance type: neuron-monitor resources and how sd21-serving fills a node."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from .catalog import InstanceType
+from .errors import UsageError
+
+Values = dict[str, Any]
+
+# neuron-monitor emits a fixed set of series per NeuronCore; its memory grows with the core count.
+MONITOR_BASE_MEMORY_MI = 128
+MONITOR_MEMORY_PER_CORE_MI = 4
+MONITOR_BASE_CPU_M = 100
+MONITOR_CPU_PER_CORE_M = 5
+
+
+def instance_values(instance: InstanceType) -> Values:
+    """Chart values that follow from the instance type alone."""
+    memory_request = MONITOR_BASE_MEMORY_MI + MONITOR_MEMORY_PER_CORE_MI * instance.cores
+    cpu_request = MONITOR_BASE_CPU_M + MONITOR_CPU_PER_CORE_M * instance.cores
+    return {
+        "global": {"neuron": {"instanceTypes": [instance.name], "instance": instance.as_values()}},
+        "neuron-monitor": {
+            "resources": {
+                "requests": {"cpu": f"{cpu_request}m", "memory": f"{memory_request}Mi"},
+                "limits": {"cpu": f"{cpu_request * 5}m", "memory": f"{memory_request * 2}Mi"},
+            }
+        },
+    }
+
+
+# What a Neuron node keeps for the kubelet, system DaemonSets (device plugin, monitor, NPD, CNI) and
+# the OS: a whole vCPU plus 3% of the rest, 2 GiB plus 5% of memory.
+NODE_RESERVED_VCPU_BASE = 1.0
+NODE_RESERVED_VCPU_SHARE = 0.03
+NODE_RESERVED_MEMORY_GIB_BASE = 2.0
+NODE_RESERVED_MEMORY_SHARE = 0.05
+SERVING = "sd21-serving"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingPlan:
+    """How sd21-serving replicas fill one node of the target instance type."""
+
+    instance: InstanceType
+    cores_per_replica: int
+    resource: str
+    replicas_per_node: int
+    cpu_millicores: int
+    memory_mib: int
+
+    @property
+    def resource_request(self) -> dict[str, int]:
+        if self.resource == "neuron":
+            return {"aws.amazon.com/neuron": self.cores_per_replica // self.instance.cores_per_chip}
+        return {"aws.amazon.com/neuroncore": self.cores_per_replica}
+
+    def summary(self) -> str:
+        ((name, count),) = self.resource_request.items()
+        return (
+            f"{SERVING} on {self.instance.name}: {self.replicas_per_node} replica(s) per node "
+            f"({self.cores_per_replica} of {self.instance.cores} NeuronCores each, requested as {name}: {count}; "
+            f"{self.cpu_millicores}m CPU and {self.memory_mib}Mi memory each)"
+        )
+
+    def values(self) -> Values:
+        resources = {
+            "requests": {"cpu": f"{self.cpu_millicores}m", "memory": f"{self.memory_mib}Mi"},
+            "limits": {"memory": f"{self.memory_mib}Mi"},
+        }
+        return {
+            SERVING: {
+                "replicasPerNode": self.replicas_per_node,
+                "neuron": {"coresPerDevice": self.instance.cores_per_chip},
+                "nodeSelector": {"node.kubernetes.io/instance-type": self.instance.name},
+                "resources": resources,
+            }
+        }
+
+
+def plan_serving(instance: InstanceType, serving: Mapping[str, Any]) -> ServingPlan:
+    """Replicas per node and per-replica resources for the serving values in effect; no overcommit."""
+    if instance.core_version == "NC-v1":
+        raise UsageError(
+            f"{SERVING} needs NeuronCore-v2 or later (torch-neuronx); {instance.name} has {instance.core_version} cores. "
+            f"Render without it: --set {SERVING}.enabled=false"
+        )
+    neuron = serving.get("neuron") or {}
+    cores = neuron.get("coresPerReplica", 2)
+    resource = neuron.get("resource", "neuroncore")
+    where = f"{SERVING}.neuron.coresPerReplica"
+    if not isinstance(cores, int) or isinstance(cores, bool) or cores < 1:
+        raise UsageError(f"{where} must be a whole number of NeuronCores >= 1, got {cores!r}")
+    if cores > instance.cores:
+        raise UsageError(f"{where}={cores} does not fit {instance.name}, which has {instance.cores} NeuronCores")
+    if resource == "neuron":
+        if cores % instance.cores_per_chip:
+            raise UsageError(
+                f"{where}={cores} is not a whole number of {instance.name} devices ({instance.cores_per_chip} cores each); "
+                f"use a multiple of {instance.cores_per_chip} or {SERVING}.neuron.resource=neuroncore"
+            )
+        devices = cores // instance.cores_per_chip
+        if instance.allowed_device_counts and devices not in instance.allowed_device_counts:
+            allowed = ", ".join(map(str, instance.allowed_device_counts))
+            raise UsageError(f"{instance.name} pods take {allowed} devices; {where}={cores} means {devices}")
+    elif resource != "neuroncore":
+        raise UsageError(f"{SERVING}.neuron.resource must be neuroncore or neuron, got {resource!r}")
+    replicas = instance.cores // cores
+    vcpu = instance.vcpu - NODE_RESERVED_VCPU_BASE - NODE_RESERVED_VCPU_SHARE * instance.vcpu
+    memory_gib = (
+        instance.host_memory_gib - NODE_RESERVED_MEMORY_GIB_BASE - NODE_RESERVED_MEMORY_SHARE * instance.host_memory_gib
+    )
+    cpu_millicores = int(vcpu * 1000 / replicas) // 100 * 100
+    memory_mib = int(memory_gib * 1024 / replicas) // 256 * 256
+    return ServingPlan(instance, cores, resource, replicas, cpu_millicores, memory_mib)
