@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools cluster-tools charts prometheus checkov venv venv-serving generate check-generated lint demo test e2e cluster-up cluster-down bench bench-serving crd-schemas clean
+.PHONY: install install-serving tools cluster-tools charts prometheus checkov venv venv-serving generate check-generated lint demo test e2e cluster-up cluster-down bench bench-cluster bench-serving crd-schemas clean
 
 install: tools venv charts
 
@@ -86,6 +86,9 @@ cluster-down: venv
 
 bench: install
 	nchart bench inf2-24xlarge --env prod
+
+bench-cluster: install cluster-tools
+	$(VENV)/bin/python bench/cluster/failover.py
 
 bench-serving: install-serving
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/serving/loadtest.py

@@ -54,7 +54,7 @@ class InstanceType:
 @functools.lru_cache(maxsize=1)
 def load_catalog() -> dict[str, InstanceType]:
     text = resources.files(__package__).joinpath("catalog.yaml").read_text(encoding="utf-8")
-    raw = yaml.safe_load(text)["instances"]
+    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["instances"]
     catalog = {}
     for name, facts in raw.items():
         allowed = facts.get("allowedDeviceCounts")
