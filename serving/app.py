@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from .batching import Draining, QueueFull, RequestTimedOut
+from .batching import Clock, Draining, QueueFull, RequestTimedOut
 from .pipeline import ImageGenerator, load_generator
 from .routes import error_response, router
 from .server import Server
@@ -46,9 +46,14 @@ REFUSALS: dict[type[Exception], Refusal] = {
 }
 
 
-def create_app(settings: Settings | None = None, load: Callable[[Settings], ImageGenerator] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    load: Callable[[Settings], ImageGenerator] | None = None,
+    clock: Clock = time.monotonic,
+) -> FastAPI:
+    """The app; `load` and `clock` are for tests (a model that blocks on cue, time the test moves)."""
     settings = settings or Settings()
-    server = Server(settings, load or (lambda s: load_generator(s.model_dir, s.backend, s.neuron_cores)))
+    server = Server(settings, load or (lambda s: load_generator(s.model_dir, s.backend, s.neuron_cores)), clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

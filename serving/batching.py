@@ -1,8 +1,22 @@
-"""Dynamic batching: compatible requests share a pipeline call, up to a size, within a wait.
+"""Dynamic batching: compatible requests share a pipeline call, up to a size.
 
-Requests queue while the model is busy and the next call takes every compatible one (up to the
-maximum batch size). When fewer are waiting than the previous batch held, the batcher holds the
-batch open for at most max_wait for the rest to arrive; an idle server never waits.
+Requests queue while the model is busy, and the next pipeline call takes every compatible one (same
+steps and guidance scale, up to the maximum batch size). A batch of two costs the model little more
+than a batch of one, so when the model falls free with fewer requests waiting than could share the
+call, the batcher may hold the batch open briefly for company. `BatchPolicy` decides when.
+
+HTTP clients mostly send their next request as soon as the previous image arrives. So the requests
+the last batch answered are the ones expected back soon: when the model falls free and fewer requests
+have arrived since that batch finished than it held, the batch is held open until they are back,
+for at most min(max_wait, HOLD_FRACTION x the expected batch duration) after the batch finished.
+
+- Two clients out of phase (one's request queued while the other's ran) meet in one batch, and stay
+  in phase; eight clients in two groups of four merge into batches of eight.
+- A single client never waits: its next request is the one the last batch answered.
+- An idle server never waits: the hold ends a fraction of a batch after the last batch finished,
+  and before a first batch has been timed there is nothing to go by.
+
+All times come from one injected clock, so the policy is tested without waiting.
 """
 
 from __future__ import annotations
@@ -21,6 +35,14 @@ from .metrics import ServerMetrics
 from .pipeline import BatchKey, ImageRequest
 
 RunBatch = Callable[[BatchKey, Sequence[ImageRequest]], list[Any]]
+Clock = Callable[[], float]
+
+# A hold lasts at most this share of a batch's expected duration (and at most max_wait).
+HOLD_FRACTION = 0.25
+# Weight of the newest sample in the moving average of a batch's duration.
+SMOOTHING = 0.3
+# Retry-After before any batch was timed.
+DEFAULT_BATCH_SECONDS = 1.0
 
 
 class QueueFull(Exception):
@@ -35,6 +57,48 @@ class RequestTimedOut(Exception):
 
 class Draining(Exception):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Hold:
+    """Hold the batch open until `until`, or until `target` compatible requests wait."""
+
+    until: float
+    target: int
+
+
+@dataclasses.dataclass
+class BatchPolicy:
+    """When a batch starts: now, or after holding it open for company (see the module docstring)."""
+
+    max_batch_size: int
+    max_wait_s: float
+    batch_s: float | None = None  # moving average of a pipeline call's duration
+    last_finished: float | None = None  # when the last batch finished
+    last_size: int = 0  # requests it answered
+    arrived_since: int = 0  # requests that arrived after it finished
+
+    def arrived(self, now: float) -> None:
+        self.arrived_since += 1
+
+    def finished(self, now: float, size: int, seconds: float) -> None:
+        self.batch_s = seconds if self.batch_s is None else (1 - SMOOTHING) * self.batch_s + SMOOTHING * seconds
+        self.last_finished, self.last_size, self.arrived_since = now, size, 0
+
+    def hold(self, now: float, waiting: int) -> Hold | None:
+        """How long to hold the batch open for the requests expected back, or None to start it now."""
+        if self.max_wait_s <= 0 or self.batch_s is None or self.last_finished is None:
+            return None
+        until = self.last_finished + min(self.max_wait_s, HOLD_FRACTION * self.batch_s)
+        expected_back = self.last_size - self.arrived_since
+        target = min(self.max_batch_size, waiting + expected_back)
+        if now >= until or expected_back <= 0 or waiting >= target:
+            return None
+        return Hold(until, target)
+
+    def retry_after_s(self, waiting_and_running: int) -> int:
+        batches_ahead = math.ceil(waiting_and_running / self.max_batch_size)
+        return max(1, math.ceil(batches_ahead * (self.batch_s or DEFAULT_BATCH_SECONDS)))
 
 
 @dataclasses.dataclass
@@ -54,12 +118,14 @@ class Batcher:
         max_wait_s: float,
         max_queue: int,
         executor: concurrent.futures.Executor,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._run_batch = run_batch
         self._metrics = metrics
+        self.policy = BatchPolicy(max_batch_size, max_wait_s)
         self.max_batch_size = max_batch_size
-        self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self._clock = clock
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wakeup = asyncio.Event()
         self._inflight = 0
@@ -67,8 +133,6 @@ class Batcher:
         self._worker: asyncio.Task[None] | None = None
         # The model's own single thread (see Server): one pipeline call at a time.
         self._executor = executor
-        self._batch_seconds = 1.0  # running estimate, for Retry-After
-        self._recent_batch_size = 1
 
     @property
     def queue_depth(self) -> int:
@@ -87,8 +151,10 @@ class Batcher:
             raise Draining()
         if len(self._queue) >= self.max_queue:
             self._metrics.rejected.labels("queue_full").inc()
-            raise QueueFull(self._retry_after())
-        pending = _Pending(key, request, asyncio.get_running_loop().create_future(), time.monotonic())
+            raise QueueFull(self.policy.retry_after_s(len(self._queue) + self._inflight))
+        now = self._clock()
+        self.policy.arrived(now)
+        pending = _Pending(key, request, asyncio.get_running_loop().create_future(), now)
         self._queue.append(pending)
         self._metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
@@ -103,10 +169,6 @@ class Batcher:
             pending.future.cancel()
             raise RequestTimedOut() from None
 
-    def _retry_after(self) -> int:
-        batches_ahead = math.ceil((len(self._queue) + self._inflight) / self.max_batch_size)
-        return max(1, math.ceil(batches_ahead * self._batch_seconds))
-
     def _take_batch(self) -> list[_Pending]:
         key = self._queue[0].key
         batch = [p for p in self._queue if p.key == key][: self.max_batch_size]
@@ -119,15 +181,10 @@ class Batcher:
         key = self._queue[0].key
         return sum(1 for p in self._queue if p.key == key)
 
-    async def _hold_for_company(self) -> None:
-        """Holds the batch open (at most max_wait) only when the last batch says more requests are
-        coming: at low load nothing waits, under load batches fill up to the recent size."""
-        target = min(self.max_batch_size, self._recent_batch_size)
-        if self.max_wait_s <= 0 or self._compatible_waiting() >= target:
-            return
-        deadline = time.monotonic() + self.max_wait_s
-        while self._queue and self._compatible_waiting() < target:
-            remaining = deadline - time.monotonic()
+    async def _hold(self, hold: Hold) -> None:
+        """Waits for company until hold.until, the queue empties, or hold.target requests wait."""
+        while self._queue and self._compatible_waiting() < hold.target:
+            remaining = hold.until - self._clock()
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -138,11 +195,10 @@ class Batcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         """One pipeline call on the model thread; each request of the batch gets its image or the error."""
-        self._recent_batch_size = len(batch)
         self._inflight = len(batch)
         self._metrics.inflight.set(self._inflight)
         self._metrics.batch_size.observe(len(batch))
-        started = time.perf_counter()
+        started = self._clock()
         try:
             images = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._run_batch, batch[0].key, [p.request for p in batch]
@@ -153,8 +209,9 @@ class Batcher:
                 if not pending.future.done():
                     pending.future.set_exception(error)
         else:
-            elapsed = time.perf_counter() - started
-            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
+            finished = self._clock()
+            elapsed = finished - started
+            self.policy.finished(finished, len(batch), elapsed)
             self._metrics.generation_seconds.observe(elapsed)
             self._metrics.images.inc(len(images))
             for pending, image in zip(batch, images, strict=True):
@@ -169,7 +226,9 @@ class Batcher:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            await self._hold_for_company()
+            hold = self.policy.hold(self._clock(), self._compatible_waiting())
+            if hold is not None:
+                await self._hold(hold)
             if self._queue:
                 await self._run(self._take_batch())
 

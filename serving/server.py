@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .batching import Batcher
+from .batching import Batcher, Clock
 from .metrics import ServerMetrics
 from .pipeline import BatchKey, ImageGenerator, ImageRequest
 from .settings import Settings
@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class Server:
-    def __init__(self, settings: Settings, load: Callable[[Settings], ImageGenerator]) -> None:
+    def __init__(
+        self, settings: Settings, load: Callable[[Settings], ImageGenerator], clock: Clock = time.monotonic
+    ) -> None:
         self.settings = settings
         self.load = load
+        self.clock = clock
         self.metrics = ServerMetrics()
         self.metrics.queue_capacity.set(settings.max_queue)
         self.generator: ImageGenerator | None = None
@@ -65,6 +68,7 @@ class Server:
             self.settings.max_batch_wait_ms / 1000.0,
             self.settings.max_queue,
             self.model_thread,
+            self.clock,
         )
         self.batcher.start()
         self.ready = True

@@ -19,9 +19,9 @@ class Settings(BaseSettings):
     )
     backend: Backend = "auto"
     max_batch_size: int = Field(4, ge=1, le=64)
-    # Longest a batch is held open for requests expected to arrive (see batching.py); an idle
-    # server never waits.
-    max_batch_wait_ms: float = Field(20.0, ge=0, le=10_000)
+    # Longest a batch is held open for company (see batching.BatchPolicy: a quarter of a batch's
+    # duration at most, only while requests arrive faster than batches complete); 0 never holds.
+    max_batch_wait_ms: float = Field(500.0, ge=0, le=10_000)
     max_queue: int = Field(32, ge=1)
     request_timeout_s: float = Field(120.0, gt=0)
     default_steps: int = Field(50, ge=1, le=150)

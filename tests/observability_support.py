@@ -97,7 +97,7 @@ def prometheus(workdir: Path, scrape_configs: list[dict[str, Any]], rules_file: 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             try:
                 if httpx.get(f"{base}/-/ready").status_code == 200:

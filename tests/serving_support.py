@@ -27,7 +27,7 @@ def settings_for(model_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def wait_ready(client: TestClient, timeout_s: float = 60) -> None:
+def wait_ready(client: TestClient, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if client.get("/ready").status_code == 200:
@@ -50,7 +50,7 @@ def uvicorn_server(app: FastAPI) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not (server.started and server.servers):
         if time.monotonic() > deadline or not thread.is_alive():
             raise AssertionError("uvicorn did not start")
@@ -76,3 +76,40 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
 
 def ready_app(model_dir: Path, **overrides: Any) -> FastAPI:
     return create_app(settings_for(model_dir, **overrides))
+
+
+class GatedModel:
+    """The real tiny model behind a gate the test opens and closes, on a clock the test owns.
+
+    While the gate is closed, a pipeline call waits for it (the model is "busy" for as long as the test
+    wants, whatever the machine's load); each call moves the fake clock on by `batch_seconds`, so the
+    batcher measures batches of that length. Nothing in a test then depends on how fast the machine is.
+    """
+
+    def __init__(self, batch_seconds: float = 10.0) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.now = 1000.0
+        self.batch_seconds = batch_seconds
+
+    def clock(self) -> float:
+        return self.now
+
+    def load(self, settings: Settings) -> Any:
+        from serving.pipeline import load_generator
+
+        generator = load_generator(settings.model_dir, settings.backend)
+        real_generate = generator.generate
+
+        def generate(key: Any, requests: Any, on_step: Any = None) -> Any:
+            if requests[0].prompt != "warm-up":
+                assert self.gate.wait(120), "the test never opened the gate"
+            images = real_generate(key, requests, on_step)
+            self.now += self.batch_seconds
+            return images
+
+        generator.generate = generate  # type: ignore[method-assign]
+        return generator
+
+    def app(self, model_dir: Path, **overrides: Any) -> FastAPI:
+        return create_app(settings_for(model_dir, **overrides), load=self.load, clock=self.clock)

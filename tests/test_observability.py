@@ -110,7 +110,7 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
     }
     with static_exporter(files) as exporter, uvicorn_server(ready_app(tiny_model_dir)) as server_url:
         with httpx.Client(base_url=server_url, timeout=60) as client:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180
             while client.get("/ready").status_code != 200:
                 assert time.monotonic() < deadline, "model server never became ready"
                 time.sleep(0.1)
@@ -130,16 +130,23 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
             {"job_name": RELEASE_JOBS["serving"], "static_configs": [{"targets": [server_url.removeprefix("http://")]}]}
         )
         with prometheus(workdir, scrape_configs, rules) as base:
-            # Enough scrapes for rate() and a few rule evaluations.
-            deadline_s = time.monotonic() + 60
-            while time.monotonic() < deadline_s:
-                ready = query(base, "job:sd_images_generated:rate5m")["data"]["result"]
-                up = query(base, "up == 1")["data"]["result"]
-                if ready and len(up) == len(scrape_configs):
-                    break
+            # Enough scrapes for rate(), and every recording rule evaluated with data (bounded
+            # generously: on a busy machine scrapes and evaluations fall behind their 1 s interval).
+            deadline_s = time.monotonic() + 180
+            while not prometheus_settled(base, len(scrape_configs)):
+                assert time.monotonic() < deadline_s, "Prometheus never scraped every target and evaluated every rule"
                 time.sleep(0.5)
-            time.sleep(3)
             yield base
+
+
+def prometheus_settled(base: str, targets: int) -> bool:
+    if len(query(base, "up == 1")["data"]["result"]) != targets:
+        return False
+    if not query(base, "job:sd_images_generated:rate5m")["data"]["result"]:
+        return False
+    groups = httpx.get(f"{base}/api/v1/rules").json()["data"]["groups"]
+    recording = [rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "recording"]
+    return all(query(base, name)["data"]["result"] for name in recording)
 
 
 def scraped_names(base: str) -> set[str]:
