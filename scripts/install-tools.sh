@@ -25,6 +25,8 @@ tools=(
   "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs|v1.14.2|-s -w"
   # values.schema.json from the `# @schema` annotations and helm-docs comments in values.yaml.
   "helm-values-schema-json|github.com/losisin/helm-values-schema-json/v2|v2.2.1|-s -w"
+  # The policy checker `nchart lint` runs over every render (security context, probes, resources).
+  "kube-score|github.com/zegl/kube-score/cmd/kube-score|v1.20.0|-s -w"
 )
 
 # terraform: the one on PATH when there is one (>= 1.5); otherwise the last MPL release, which the

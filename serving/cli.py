@@ -131,6 +131,50 @@ def build_random_model(preset: str, out: Path, seed: int) -> None:
     click.echo(f"wrote {preset} pipeline to {out}")
 
 
+@cli.command("check-node")
+@click.option(
+    "--node", envvar="NODE_NAME", required=True, help="The node to check (default: $NODE_NAME, this pod's node)."
+)
+@click.option("--instance-type", required=True, help="The instance type the release was rendered for.")
+@click.option(
+    "--devices", type=click.IntRange(min=0), required=True, help="aws.amazon.com/neuron the catalog says it has."
+)
+@click.option(
+    "--cores", type=click.IntRange(min=0), required=True, help="aws.amazon.com/neuroncore the catalog says it has."
+)
+@click.option("--api-server", help="API server URL (default: the in-cluster one).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Bearer token (with --api-server).",
+)
+@click.option(
+    "--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="CA bundle (with --api-server)."
+)
+def check_node_command(
+    node: str,
+    instance_type: str,
+    devices: int,
+    cores: int,
+    api_server: str | None,
+    token_file: Path | None,
+    ca_file: Path | None,
+) -> None:
+    """Check that a node reports the Neuron devices and cores of its instance type (the chart's helm test)."""
+    from .nodecheck import ApiAccess, CheckFailed, check_node
+
+    try:
+        api = (
+            ApiAccess(api_server, token_file.read_text().strip() if token_file else "", ca_file)
+            if api_server
+            else ApiAccess.in_cluster()
+        )
+        click.echo(check_node(api, node, instance_type, devices, cores))
+    except CheckFailed as error:
+        click.echo(f"check-node: FAILED: {error}", err=True)
+        raise SystemExit(int(ExitCode.FAILURE)) from None
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cli(prog_name="eks-neuron-serve")

@@ -29,6 +29,7 @@ def test_instances_table_lists_the_catalog() -> None:
         "CHIPS",
         "CORES/CHIP",
         "CORES",
+        "LNC",
         "DEVICE",
         "MEM",
         "GiB",
@@ -36,11 +37,15 @@ def test_instances_table_lists_the_catalog() -> None:
         "HOST",
         "MEM",
         "GiB",
+        "SAME",
+        "AS",
     ]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
-    assert rows["inf2.24xlarge"] == ["6", "2", "12", "192", "96", "384"]
-    assert rows["trn2.48xlarge"] == ["16", "4", "64", "1536", "192", "2048"]
-    assert len(rows) == 12
+    assert rows["inf2.24xlarge"] == ["6", "2", "12", "-", "192", "96", "384"]
+    # NeuronCore-v3 at the default logical NeuronCore config (2): 8 physical cores are 4 logical ones.
+    assert rows["trn2.48xlarge"] == ["16", "4", "64", "2", "1536", "192", "2048"]
+    assert rows["ml.inf2.24xlarge"] == ["6", "2", "12", "-", "192", "96", "384", "inf2.24xlarge"]
+    assert len(rows) == 20
 
 
 @pytest.mark.parametrize("spelling", ["inf2-24xlarge", "inf2.24xlarge", "INF2_24XLARGE"])

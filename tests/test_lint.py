@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ENVS, INSTANCES, ROOT
 
 from nchart.cli import cli
 from nchart.lint import run_lint
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def lint(project: Project, envs: list[str] | None = None, instances: list[str] | None = None):  # type: ignore[no-untyped-def]
-    return run_lint(project, envs or [], instances or [], "1.31.0")
+    return run_lint(project, envs or [], instances or [], "1.34.0")
 
 
 def test_repository_lints_clean_for_every_env_and_instance() -> None:
@@ -26,7 +26,8 @@ def test_repository_lints_clean_for_every_env_and_instance() -> None:
     summary = result.stdout.strip().splitlines()[-1]
     assert summary.startswith("nchart lint: all checks passed")
     scenarios = len(list(ROOT.glob("charts/*/ci/*-values.yaml")))
-    assert f"render: {36 + scenarios}" in summary and f"kubeconform: {36 + scenarios}" in summary
+    renders = len(ENVS) * len(INSTANCES) + scenarios
+    assert f"render: {renders}" in summary and f"kubeconform: {renders}" in summary
 
 
 def test_invalid_manifest_field_fails_kubeconform(project_copy: Project) -> None:

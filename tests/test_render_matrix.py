@@ -124,6 +124,7 @@ def test_rbac_verbs_are_exactly_what_the_components_need() -> None:
     assert rules_of(objects, "neuron-device-plugin") == {
         "nodes": {"get", "list", "watch"},
         "nodes/status": {"patch", "update"},
+        "nodes/proxy": {"get", "list"},
         "pods": {"get", "list", "watch", "update", "patch"},
         "events": {"create", "patch"},
     }

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from nchart.catalog import InstanceType, load_catalog
+from nchart.catalog import InstanceType, primary_instances
 from nchart.localcluster import ZONES, LocalCluster, neuron_node
 
 from .support import Pending, helm, pod_condition, release_values, wait_for, write_values
@@ -24,7 +24,7 @@ POOL_LABEL = "eks-neuron.test/pool"
 # Keeps every other release's pods (and DaemonSets) off the capacity nodes.
 POOL_TAINT = {"key": POOL_LABEL, "value": "capacity", "effect": "NoSchedule"}
 POOL_TOLERATION = {"key": POOL_LABEL, "operator": "Equal", "value": "capacity", "effect": "NoSchedule"}
-SERVING_TYPES = [i for i in load_catalog().values() if i.core_version != "NC-v1"]
+SERVING_TYPES = [i for i in primary_instances() if i.core_version != "NC-v1"]
 DAEMONSETS = ("neuron-device-plugin", "neuron-monitor", "neuron-problem-detector")
 
 

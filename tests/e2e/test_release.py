@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +26,7 @@ from .support import (
     my_scheduler_config,
     pod_condition,
     release_values,
+    run_tool,
     scheduler_args,
     unready_workloads,
     wait_for,
@@ -212,3 +216,65 @@ def test_standby_takes_the_lease_when_the_leader_dies(cluster: LocalCluster, sch
     )
     new_identity = wait_for(lambda: lease_holder(cluster, namespace, name), "the Lease")
     assert old_identity and new_identity[0] != old_identity[0], (old_identity, new_identity)
+
+
+def test_helm_test_pod_is_created_on_the_instance_and_its_check_reads_the_node(
+    cluster: LocalCluster, release: str, tmp_path: Path
+) -> None:
+    """`helm test`'s pod is scheduled onto a node of the rendered type (kwok runs no container, so the
+    check itself is run here, with the hook's own ServiceAccount token, against the same API server)."""
+    import yaml
+    from kubernetes import client
+
+    hooks = [doc for doc in yaml.safe_load_all(helm(cluster, "get", "hooks", RELEASE, "-n", NAMESPACE).stdout) if doc]
+    assert {h["kind"] for h in hooks} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Pod"}
+    manifest = tmp_path / "hooks.yaml"
+    manifest.write_text(yaml.safe_dump_all(hooks))
+    run_tool(cluster, "kubectl", "apply", "-f", str(manifest))
+    pod_name = next(h["metadata"]["name"] for h in hooks if h["kind"] == "Pod")
+    try:
+        with cluster.api_client() as api:
+            core = client.CoreV1Api(api)
+
+            def scheduled() -> Any:
+                pod = core.read_namespaced_pod(pod_name, NAMESPACE)
+                return pod if pod.spec.node_name else Pending(str(pod_condition(pod, "PodScheduled")))
+
+            node = wait_for(scheduled, "the helm test pod scheduled").spec.node_name
+        assert node == node_name(resolve_instance(INSTANCE))
+        token = tmp_path / "token"
+        token.write_text(cluster.service_account_token(NAMESPACE, pod_name))
+
+        def check(devices: int, cores: int) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "serving",
+                    "check-node",
+                    "--node",
+                    node,
+                    "--instance-type",
+                    INSTANCE,
+                    f"--devices={devices}",
+                    f"--cores={cores}",
+                    "--api-server",
+                    cluster.server,
+                    "--token-file",
+                    str(token),
+                    "--ca-file",
+                    str(cluster.ca_file),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+
+        ok = check(6, 12)
+        assert ok.returncode == 0 and "reports 6 Neuron devices and 12 NeuronCores" in ok.stdout, ok.stderr
+        wrong = check(6, 24)
+        assert wrong.returncode == 1
+        assert "aws.amazon.com/neuroncore 12 (expected 24)" in wrong.stderr and "Traceback" not in wrong.stderr
+    finally:
+        run_tool(cluster, "kubectl", "delete", "-f", str(manifest), "--wait=false", check=False)

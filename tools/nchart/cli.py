@@ -81,9 +81,19 @@ def instances(output: str) -> None:
     if output == "json":
         click.echo(json.dumps([i.as_values() for i in catalog.values()], indent=2))
         return
-    header = ("INSTANCE", "CHIPS", "CORES/CHIP", "CORES", "DEVICE MEM GiB", "VCPU", "HOST MEM GiB")
+    header = ("INSTANCE", "CHIPS", "CORES/CHIP", "CORES", "LNC", "DEVICE MEM GiB", "VCPU", "HOST MEM GiB", "SAME AS")
     rows = [
-        (i.name, i.chips, i.cores_per_chip, i.cores, i.device_memory_gib, i.vcpu, i.host_memory_gib)
+        (
+            i.name,
+            i.chips,
+            i.cores_per_chip,
+            i.cores,
+            i.lnc or "-",
+            i.device_memory_gib,
+            i.vcpu,
+            i.host_memory_gib,
+            i.alias_of or "",
+        )
         for i in catalog.values()
     ]
     widths = [max(len(str(row[c])) for row in [header, *rows]) for c in range(len(header))]
@@ -175,7 +185,9 @@ def render(
     multiple=True,
     help="Instance type to check (repeatable; default: the whole catalog).",
 )
-@click.option("--kube-version", default="1.31.0", show_default=True, help="Kubernetes version for schema validation.")
+@click.option(
+    "--kube-version", default="1.34.0", show_default=True, help="Kubernetes version to render for and validate against."
+)
 @click.pass_context
 def lint(ctx: click.Context, envs: tuple[str, ...], instances_: tuple[str, ...], kube_version: str) -> None:
     """Lint every chart and validate the render of every environment x instance type."""

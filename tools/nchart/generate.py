@@ -29,7 +29,13 @@ Progress = Callable[[str], None]
 LIBRARY = "eks-neuron-lib"
 SCHEMA_DRAFT = "7"
 # The values.yaml files that list Neuron instance types; each list is the whole catalog.
-INSTANCE_LIST_CHARTS = ("eks-neuron", "neuron-device-plugin", "neuron-monitor", "neuron-problem-detector")
+INSTANCE_LIST_CHARTS = (
+    "eks-neuron",
+    "neuron-device-plugin",
+    "neuron-monitor",
+    "neuron-problem-detector",
+    "neuron-dra-driver",
+)
 _INSTANCE_LIST = re.compile(
     r"(?m)^(?P<indent>[ ]*)# @schema itemEnum: \[[^\]]*\];(?P<rest>[^\n]*)\n"
     r"(?P<doc>(?:(?P=indent)# [^\n]*\n)+)"

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import chartdeps
-from .catalog import load_catalog, resolve_instance
+from .catalog import primary_instances, resolve_instance
 from .errors import NchartError
 from .project import Project
 from .render import clean_helm_stderr, helm_template_args, render, run_helm
@@ -283,7 +283,7 @@ def run_lint(
         if not project.env_values(env).is_file():
             report.fail("env", env, _relative(project, project.env_values(env)), "no such environment file")
     envs = [env for env in envs if project.env_values(env).is_file()]
-    instances = instances or list(load_catalog())
+    instances = instances or [i.name for i in primary_instances()]
     for name in instances:
         resolve_instance(name)  # unknown names stop here with the closest matches
 

@@ -77,29 +77,32 @@ def value_sources(
     set_values: Iterable[str] = (),
 ) -> list[ValuesSource]:
     """The layers in the order they apply: instance, environment, Terraform overlay, -f files, --set."""
-    sources = []
-    if instance is not None:
-        sources.append(ValuesSource(f"instance catalog ({instance.name})", instance_values(instance)))
+    layers = []
     if env is not None:
         env_file = project.env_values(env)
         if not env_file.is_file():
             known = ", ".join(project.environments()) or "none"
             raise UsageError(f"unknown environment {env!r}: {env_file} does not exist (known: {known})")
-        sources.append(ValuesSource(str(env_file.relative_to(project.root)), load_values_file(env_file)))
+        layers.append(ValuesSource(str(env_file.relative_to(project.root)), load_values_file(env_file)))
         generated = project.generated_values(env)
         if generated.is_file():
-            sources.append(ValuesSource(str(generated.relative_to(project.root)), load_values_file(generated)))
+            layers.append(ValuesSource(str(generated.relative_to(project.root)), load_values_file(generated)))
     for path in extra_files:
-        sources.append(ValuesSource(str(path), load_values_file(path)))
+        layers.append(ValuesSource(str(path), load_values_file(path)))
     set_list = list(set_values)
     if set_list:
-        sources.append(ValuesSource("--set", parse_set(set_list)))
-    if instance is not None:
-        serving = merge(chart_defaults(project, [SERVING])[SERVING], merged(sources).get(SERVING) or {})
-        if serving.get("enabled"):
-            plan = plan_serving(instance, serving)
-            # Right after the instance layer: explicit values in files or --set still win.
-            sources.insert(1, ValuesSource(f"{SERVING} sizing ({instance.name})", plan.values(), plan.summary()))
+        layers.append(ValuesSource("--set", parse_set(set_list)))
+    if instance is None:
+        return layers
+    # The instance's NeuronCore count follows the logical NeuronCore config the layers ask for.
+    neuron = (merged(layers).get("global") or {}).get("neuron") or {}
+    instance = instance.with_lnc(neuron.get("logicalNeuronCoreConfig") if isinstance(neuron, dict) else None)
+    sources = [ValuesSource(f"instance catalog ({instance.name})", instance_values(instance)), *layers]
+    serving = merge(chart_defaults(project, [SERVING])[SERVING], merged(sources).get(SERVING) or {})
+    if serving.get("enabled"):
+        plan = plan_serving(instance, serving)
+        # Right after the instance layer: explicit values in files or --set still win.
+        sources.insert(1, ValuesSource(f"{SERVING} sizing ({instance.name})", plan.values(), plan.summary()))
     return sources
 
 

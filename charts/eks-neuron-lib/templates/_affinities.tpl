@@ -1,15 +1,20 @@
 {{/*
 Node affinity of the Neuron node DaemonSets: only the instance types in global.neuron.instanceTypes,
-and never the compute types in excludedComputeTypes (Fargate, hybrid, EKS Auto Mode), where a Neuron
-DaemonSet cannot run.
+never the compute types in excludedComputeTypes (Fargate, hybrid, EKS Auto Mode), where a Neuron
+DaemonSet cannot run. `deviceManager` ("device-plugin" or "dra") keeps the device plugin and the DRA
+driver apart: nodes labelled global.neuron.deviceManagerLabel=dra get the DRA driver, all others the
+device plugin.
   affinity:
-    {{- include "eks-neuron-lib.neuronNodeAffinity" . | nindent 8 }}
+    {{- include "eks-neuron-lib.neuronNodeAffinity" (dict "context" .) | nindent 8 }}
+    {{- include "eks-neuron-lib.neuronNodeAffinity" (dict "context" . "deviceManager" "dra") | nindent 8 }}
 */}}
 {{- define "eks-neuron-lib.neuronNodeAffinity" -}}
-{{- $types := .Values.global.neuron.instanceTypes }}
+{{- $values := .context.Values }}
+{{- $types := $values.global.neuron.instanceTypes }}
 {{- if not $types }}
 {{- fail "global.neuron.instanceTypes is empty: list the Neuron instance types this component runs on (e.g. [inf2.xlarge])" }}
-{{- end -}}
+{{- end }}
+{{- $label := dig "deviceManagerLabel" "" $values.global.neuron -}}
 nodeAffinity:
   requiredDuringSchedulingIgnoredDuringExecution:
     nodeSelectorTerms:
@@ -21,5 +26,14 @@ nodeAffinity:
           - key: eks.amazonaws.com/compute-type
             operator: NotIn
             values:
-              {{- toYaml .Values.excludedComputeTypes | nindent 14 }}
+              {{- toYaml $values.excludedComputeTypes | nindent 14 }}
+          {{- if and $label (eq (.deviceManager | default "") "device-plugin") }}
+          - key: {{ $label }}
+            operator: NotIn
+            values: ["dra"]
+          {{- else if and $label (eq (.deviceManager | default "") "dra") }}
+          - key: {{ $label }}
+            operator: In
+            values: ["dra"]
+          {{- end }}
 {{- end }}

@@ -46,3 +46,16 @@ umbrella chart checks the two agree and says what to set when they do not.)
     "leaderElection" $leaderElection }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/*
+kube-scheduler image: image.tag, else the cluster's own version (.Capabilities.KubeVersion, the
+distribution suffix such as -eks-1d4a2e6 stripped), so my-scheduler always matches the API server.
+*/}}
+{{- define "my-scheduler.image" -}}
+{{- $tag := .Values.image.tag }}
+{{- if not $tag }}
+{{- $version := regexFind "^v?[0-9]+\\.[0-9]+\\.[0-9]+" .Capabilities.KubeVersion.Version }}
+{{- $tag = printf "v%s" (trimPrefix "v" $version) }}
+{{- end }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
