@@ -88,8 +88,8 @@ def test_environments_choose_autoscaling_and_monitoring() -> None:
     trigger = scaled["spec"]["triggers"][0]
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["query"] == (
-        'sum(sd_queue_depth{namespace="kube-system",service="eks-neuron-sd21-serving"}) + '
-        'sum(sd_inflight_requests{namespace="kube-system",service="eks-neuron-sd21-serving"})'
+        'sum(sd_queue_depth{namespace="sd-serving",service="eks-neuron-sd21-serving"}) + '
+        'sum(sd_inflight_requests{namespace="sd-serving",service="eks-neuron-sd21-serving"})'
     )
     assert find(prod, "ServiceMonitor", "sd21-serving")["spec"]["endpoints"][0]["path"] == "/metrics"
     assert find(prod, "PodDisruptionBudget", "sd21-serving")["spec"]["maxUnavailable"] == 1
@@ -100,12 +100,9 @@ def test_environments_choose_autoscaling_and_monitoring() -> None:
     ingress = find(prod, "Ingress", "sd21-serving")
     assert ingress["spec"]["ingressClassName"] == "alb"
     pod, _ = server(prod)
-    assert pod["volumes"][0] == {
-        "name": "model",
-        "hostPath": {"path": "/var/cache/eks-neuron/sd21", "type": "DirectoryOrCreate"},
-    }
+    assert pod["volumes"][0] == {"name": "model", "emptyDir": {"sizeLimit": "20Gi"}}
     node_class = find(prod, "EC2NodeClass", "")
-    assert "chown 65532:65532 /var/cache/eks-neuron/sd21" in node_class["spec"]["userData"]
+    assert "userData" not in node_class["spec"]
     assert node_class["spec"]["role"] == "eks-neuron-prod-karpenter-node"
     assert node_class["spec"]["subnetSelectorTerms"] == [{"tags": {"karpenter.sh/discovery": "eks-neuron-prod"}}]
 
@@ -252,3 +249,31 @@ def test_render_prints_replicas_per_node() -> None:
         .invoke(cli, ["--root", str(ROOT), "render", "inf2.xlarge", "--env", "dev"])
         .stderr
     )
+
+
+def test_serving_runs_in_its_own_restricted_namespace() -> None:
+    objects = render_objects("inf2.xlarge", "prod")
+    namespace = find(objects, "Namespace", "sd-serving")
+    labels = namespace["metadata"]["labels"]
+    assert {labels[f"pod-security.kubernetes.io/{mode}"] for mode in ("enforce", "warn", "audit")} == {"restricted"}
+    serving = [
+        o for o in objects if o["metadata"].get("labels", {}).get("helm.sh/chart", "").startswith("sd21-serving-")
+    ]
+    assert {
+        o["metadata"].get("namespace") for o in serving if o["kind"] not in ("Namespace", "EC2NodeClass", "NodePool")
+    } == {"sd-serving"}
+    system = find(objects, "DaemonSet", "neuron-device-plugin")
+    assert system["metadata"]["namespace"] == "kube-system"
+
+
+def test_hostpath_model_cache_makes_the_namespace_privileged_and_says_so() -> None:
+    objects = render_objects("inf2.xlarge", "prod", "sd21-serving.model.volume=hostPath")
+    labels = find(objects, "Namespace", "sd-serving")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    node_class = find(objects, "EC2NodeClass", "")
+    assert "chown 65532:65532 /var/cache/eks-neuron/sd21" in node_class["spec"]["userData"]
+    with pytest.raises(NchartError) as caught:
+        render_objects(
+            "inf2.xlarge", "prod", "sd21-serving.model.volume=hostPath", "sd21-serving.podSecurityLevel=restricted"
+        )
+    assert "restricted level forbids hostPath volumes" in caught.value.message

@@ -92,39 +92,40 @@ class Pending:
         return self.detail
 
 
-def unready_workloads(cluster: LocalCluster, namespace: str, release: str) -> list[str]:
-    """Deployments and DaemonSets of the release that are not fully Ready, with their counts."""
+def unready_workloads(cluster: LocalCluster, release: str) -> list[str]:
+    """Deployments and DaemonSets of the release (in any namespace) that are not fully Ready, with their counts."""
     from kubernetes import client
 
     selector = f"app.kubernetes.io/instance={release}"
     problems = []
     with cluster.api_client() as api:
         apps = client.AppsV1Api(api)
-        for deployment in apps.list_namespaced_deployment(namespace, label_selector=selector).items:
+        for deployment in apps.list_deployment_for_all_namespaces(label_selector=selector).items:
             want = deployment.spec.replicas if deployment.spec.replicas is not None else 1
             ready = deployment.status.ready_replicas or 0
             if ready < want or (deployment.status.updated_replicas or 0) < want:
                 problems.append(f"Deployment {deployment.metadata.name}: {ready}/{want} ready")
-        for daemonset in apps.list_namespaced_daemon_set(namespace, label_selector=selector).items:
+        for daemonset in apps.list_daemon_set_for_all_namespaces(label_selector=selector).items:
             desired, ready = daemonset.status.desired_number_scheduled, daemonset.status.number_ready
             if desired < 1 or ready < desired:
                 problems.append(f"DaemonSet {daemonset.metadata.name}: {ready}/{desired} ready")
     return problems
 
 
-def workloads(cluster: LocalCluster, namespace: str, release: str) -> list[str]:
+def workloads(cluster: LocalCluster, release: str) -> list[str]:
+    """namespace/Kind/name of the release's Deployments and DaemonSets, in any namespace."""
     from kubernetes import client
 
     selector = f"app.kubernetes.io/instance={release}"
     with cluster.api_client() as api:
         apps = client.AppsV1Api(api)
         names = [
-            f"Deployment/{d.metadata.name}"
-            for d in apps.list_namespaced_deployment(namespace, label_selector=selector).items
+            f"{d.metadata.namespace}/Deployment/{d.metadata.name}"
+            for d in apps.list_deployment_for_all_namespaces(label_selector=selector).items
         ]
         names += [
-            f"DaemonSet/{d.metadata.name}"
-            for d in apps.list_namespaced_daemon_set(namespace, label_selector=selector).items
+            f"{d.metadata.namespace}/DaemonSet/{d.metadata.name}"
+            for d in apps.list_daemon_set_for_all_namespaces(label_selector=selector).items
         ]
     return names
 

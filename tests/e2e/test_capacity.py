@@ -40,6 +40,8 @@ def capacity_values(instance: InstanceType) -> tuple[dict[str, Any], int]:
         "sd21-serving.karpenter.enabled=false",
         "sd21-serving.autoscaling.mode=none",
         "sd21-serving.ingress.enabled=false",
+        # Each release's serving pods in the release namespace, not all in one sd-serving.
+        "sd21-serving.namespaceOverride=",
     )
     per_node = int(values["sd21-serving"]["replicasPerNode"])
     serving = values["sd21-serving"]

@@ -1,7 +1,10 @@
 """Every environment x instance render goes through the real API server's validation (server-side dry-run):
-admission, CRD schemas and their CEL rules, none of which kubeconform sees."""
+admission (Pod Security included), CRD schemas and their CEL rules, none of which kubeconform sees."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -9,16 +12,52 @@ from conftest import ENVS, INSTANCES, render_text
 
 from nchart.localcluster import LocalCluster
 
-from .support import run_tool
+from .support import Pending, run_tool, wait_for
+
+
+def documents(instance: str, env: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(render_text(instance, env)) if d]
+
+
+@pytest.fixture(scope="module")
+def chart_namespaces(cluster: LocalCluster) -> Iterator[None]:
+    """The namespaces the renders create exist first, as helm orders them; their Pod Security labels then
+    judge the pods in them. Removed again (and waited for) so later installs can own them."""
+    from kubernetes import client
+
+    namespaces = {
+        d["metadata"]["name"]: d for e in ENVS for i in INSTANCES for d in documents(i, e) if d["kind"] == "Namespace"
+    }
+    for namespace in namespaces.values():
+        run_tool(
+            cluster,
+            "kubectl",
+            "apply",
+            "--server-side",
+            "--field-manager=eks-neuron",
+            "-f",
+            "-",
+            input_text=yaml.safe_dump(namespace),
+        )
+    yield
+    with cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        for name in namespaces:
+            core.delete_namespace(name)
+
+        def gone() -> Any:
+            left = [n.metadata.name for n in core.list_namespace().items if n.metadata.name in namespaces]
+            return Pending(f"still there: {left}") if left else True
+
+        wait_for(gone, "the chart's namespaces deleted after the dry-runs")
 
 
 @pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("instance", INSTANCES)
-def test_server_side_dry_run_is_clean(cluster: LocalCluster, env: str, instance: str) -> None:
+def test_server_side_dry_run_is_clean(cluster: LocalCluster, chart_namespaces: None, env: str, instance: str) -> None:
     # Hooks (the helm test pod and its account) are created by `helm test`, not by an install; the
     # release tests create them for real.
-    documents = [d for d in yaml.safe_load_all(render_text(instance, env)) if d]
-    manifests = yaml.safe_dump_all([d for d in documents if "helm.sh/hook" not in d["metadata"].get("annotations", {})])
+    objects = [d for d in documents(instance, env) if "helm.sh/hook" not in d["metadata"].get("annotations", {})]
     result = run_tool(
         cluster,
         "kubectl",
@@ -28,7 +67,7 @@ def test_server_side_dry_run_is_clean(cluster: LocalCluster, env: str, instance:
         "--field-manager=eks-neuron",
         "-f",
         "-",
-        input_text=manifests,
+        input_text=yaml.safe_dump_all(objects),
         check=False,
     )
     assert result.returncode == 0, f"the API server refused the {env} render for {instance}:\n{result.stderr}"

@@ -104,17 +104,18 @@ def scheduling(cluster: LocalCluster, release: str, tmp_path_factory: pytest.Tem
 
 def test_install_brings_every_workload_ready(cluster: LocalCluster, release: str, scheduling: Scheduling) -> None:
     expected = {
-        "Deployment/eks-neuron-my-scheduler",
-        "Deployment/eks-neuron-neuron-scheduler",
-        "Deployment/eks-neuron-sd21-serving",
-        "DaemonSet/eks-neuron-neuron-device-plugin",
-        "DaemonSet/eks-neuron-neuron-monitor",
-        "DaemonSet/eks-neuron-neuron-problem-detector",
+        "kube-system/Deployment/eks-neuron-my-scheduler",
+        "kube-system/Deployment/eks-neuron-neuron-scheduler",
+        "kube-system/DaemonSet/eks-neuron-neuron-device-plugin",
+        "kube-system/DaemonSet/eks-neuron-neuron-monitor",
+        "kube-system/DaemonSet/eks-neuron-neuron-problem-detector",
+        # The model server runs apart from the system components, in its own restricted namespace.
+        "sd-serving/Deployment/eks-neuron-sd21-serving",
     }
-    assert set(workloads(cluster, NAMESPACE, RELEASE)) == expected
+    assert set(workloads(cluster, RELEASE)) == expected
 
     def all_ready() -> bool | Pending:
-        unready = unready_workloads(cluster, NAMESPACE, RELEASE)
+        unready = unready_workloads(cluster, RELEASE)
         return Pending("; ".join(unready)) if unready else True
 
     wait_for(all_ready, "every Deployment and DaemonSet of the release Ready")

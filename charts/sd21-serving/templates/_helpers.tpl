@@ -29,3 +29,9 @@ runAsNonRoot: true
 capabilities:
   drop: ["ALL"]
 {{- end }}
+
+{{/* The Pod Security level of the serving namespace: podSecurityLevel, else restricted (privileged with
+the hostPath model cache, which even baseline forbids). */}}
+{{- define "sd21-serving.podSecurityLevel" -}}
+{{- .Values.podSecurityLevel | default (ternary "privileged" "restricted" (eq .Values.model.volume "hostPath")) }}
+{{- end }}
