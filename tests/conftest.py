@@ -65,6 +65,7 @@ def project_copy(tmp_path: Path) -> Project:
     """A throwaway copy of the charts, values and ci config to break on purpose."""
     for name in ("charts", "values", "ci", "terraform"):
         shutil.copytree(ROOT / name, tmp_path / name, symlinks=True)
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")  # it holds a generated table
     # The charts' built dependencies came along; their stamps say they are current.
     shutil.copytree(ROOT / "build" / "chart-deps", tmp_path / "build" / "chart-deps")
     (tmp_path / "bin").symlink_to(ROOT / "bin")

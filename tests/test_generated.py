@@ -93,3 +93,18 @@ def test_every_object_of_our_own_shape_is_strict(chart: str) -> None:
 
     visit(schema, "")
     assert not lax, lax
+
+
+def test_a_changed_exception_reason_makes_the_readme_table_stale(project_copy: Project) -> None:
+    values = project_copy.charts_dir / "neuron-monitor" / "values.yaml"
+    values.write_text(values.read_text().replace("a privileged container runs as root", "privileged means root"))
+    code, stderr = check(project_copy)
+    assert code == 3
+    stale = {line.strip() for line in stderr.splitlines()}
+    assert any(line.startswith("README.md") for line in stale), stderr
+    generated = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(project_copy.root), "generate"])
+    assert generated.exit_code == 0, generated.stderr
+    assert (
+        "| neuron-monitor | neuron-monitor | runAsRoot | The device files are root's; privileged means root"
+        in (project_copy.root / "README.md").read_text()
+    )
