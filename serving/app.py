@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .batching import Clock, Draining, QueueFull, RequestTimedOut
 from .pipeline import ImageGenerator, load_generator
@@ -46,6 +47,15 @@ REFUSALS: dict[type[Exception], Refusal] = {
 }
 
 
+HTTP_ERROR_KINDS = {
+    400: "unreadable_body",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
 def create_app(
     settings: Settings | None = None,
     load: Callable[[Settings], ImageGenerator] | None = None,
@@ -77,6 +87,16 @@ def create_app(
         server.metrics.requests.labels(label, request.method, status).inc()
         server.metrics.request_seconds.labels(label, status).observe(time.perf_counter() - started)
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own answers (no such route, wrong method) get the API's error body too.
+        kind = HTTP_ERROR_KINDS.get(error.status_code, "http_error")
+        return error_response(error.status_code, kind, str(error.detail), dict(error.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception) -> JSONResponse:
+        return error_response(500, "internal", f"{type(error).__name__}: {error}")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

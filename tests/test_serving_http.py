@@ -84,6 +84,30 @@ def test_generate_form(client: Any) -> None:
     assert response.content == same.content
     bad = client.post("/generate", data={"prompt": "a cat", "steps": "500"})
     assert bad.status_code == 422 and "steps" in bad.json()["error"]["message"]
+    # A browser sends the fields it has, empty: an empty number is an absent one.
+    empty = client.post("/generate", data={"prompt": "a cat", "steps": "", "seed": ""})
+    assert empty.status_code == 200 and empty.headers["x-seed"].isdigit()
+    extra = client.post("/generate", data={"prompt": "a cat", "sampler": "euler"})
+    assert extra.status_code == 422 and "sampler" in extra.json()["error"]["message"]
+
+
+def test_whole_numbers_as_json_schema_has_them(client: Any) -> None:
+    whole = client.post(ROUTE, json={"prompt": "a cat", "steps": 2.0, "seed": 9.0})
+    assert whole.status_code == 200 and whole.headers["x-seed"] == "9"
+    for steps in (2.5, "2", True):
+        refused = client.post(ROUTE, json={"prompt": "a cat", "steps": steps})
+        assert refused.status_code == 422, steps
+        assert refused.json()["error"]["message"].startswith("steps: ")
+
+
+def test_http_errors_have_the_error_body(client: Any) -> None:
+    missing = client.get("/no-such-route")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
+    wrong_method = client.get(ROUTE)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["type"] == "method_not_allowed"
+    assert "POST" in wrong_method.headers["allow"]
+    not_utf8 = client.post(ROUTE, content=b"\xff\xfe{", headers={"Content-Type": "application/json"})
+    assert not_utf8.status_code in (400, 422) and set(not_utf8.json()["error"]) == {"type", "message"}
 
 
 @pytest.mark.parametrize(
@@ -177,3 +201,26 @@ def test_a_model_that_cannot_load_fails_health(tmp_path: Path) -> None:
         assert health.status_code == 500
         assert "no model_index.json" in health.json()["error"]
         assert client.get("/ready").json()["status"] == "failed"
+
+
+def test_a_failing_pipeline_is_a_500_with_the_error_body_and_the_server_goes_on(tiny_model_dir: Path) -> None:
+    def load(settings: Any) -> Any:
+        generator = load_generator(settings.model_dir, settings.backend)
+        real_generate = generator.generate
+
+        def generate(key: Any, requests: Any, on_step: Any = None) -> Any:
+            if any(r.prompt == "explode" for r in requests):
+                raise RuntimeError("device lost")
+            return real_generate(key, requests, on_step)
+
+        generator.generate = generate  # type: ignore[method-assign]
+        return generator
+
+    with ready_client(create_app(settings_for(tiny_model_dir), load=load)) as client:
+        failed = client.post(ROUTE, json={"prompt": "explode", "steps": 1})
+        assert failed.status_code == 500
+        assert failed.json() == {"error": {"type": "generation_failed", "message": "RuntimeError: device lost"}}
+        assert client.post(ROUTE, json={"prompt": "fine", "steps": 1}).status_code == 200
+        metrics = client.get("/metrics").text
+        assert metric_value(metrics, "sd_rejected_requests_total", {"reason": "error"}) == 1
+        assert metric_value(metrics, "sd_http_requests_total", {"route": ROUTE, "method": "POST", "status": "500"}) == 1

@@ -13,9 +13,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from .errors import ExitCode, NchartError
+from .errors import ExitCode, NchartError, UsageError
 from .project import Project
 from .tools import run_tool
 
@@ -29,10 +27,14 @@ def local_dependencies(chart: Path) -> list[Path]:
 
 @functools.cache
 def _local_dependencies(chart: Path, _mtime: int) -> tuple[Path, ...]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    metadata = yaml.load((chart / "Chart.yaml").read_text(encoding="utf-8"), Loader=loader) or {}
+    from .values import load_yaml_mapping
+
+    metadata = load_yaml_mapping(chart / "Chart.yaml", "chart metadata")
+    dependencies = metadata.get("dependencies") or []
+    if not isinstance(dependencies, list) or not all(isinstance(d, dict) for d in dependencies):
+        raise UsageError(f"{chart / 'Chart.yaml'}: dependencies: expected a list of mappings")
     found = []
-    for dependency in metadata.get("dependencies") or []:
+    for dependency in dependencies:
         repository = str(dependency.get("repository") or "")
         if repository.startswith("file://"):
             found.append((chart / repository.removeprefix("file://")).resolve())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,21 +19,60 @@ from .errors import ExitCode, NchartError
 if TYPE_CHECKING:
     from .project import Project
 
+KUBE_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?$")
+
+
+def _kube_version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not KUBE_VERSION.match(value):
+        raise click.BadParameter(f"expected a Kubernetes version like 1.34.0, got {value!r}")
+    return value
+
+
 CONTEXT_SETTINGS = {"auto_envvar_prefix": "NCHART", "help_option_names": ["-h", "--help"]}
 
 
 class NchartGroup(click.Group):
-    """Turns NchartError into a one-line message and its exit code, never a traceback."""
+    """Turns NchartError into a one-line message and its exit code, never a traceback; click's own
+    usage errors (a bad option, a missing argument) become one line too."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx else "nchart"
+            click.echo(f"nchart: error: {error.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            click.echo(f"nchart: error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("nchart: aborted", err=True)
+            sys.exit(int(ExitCode.FAILURE))
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NchartError as error:
-            click.echo(f"nchart: error: {error.message}", err=True)
+            for line in error.message.splitlines() or [""]:
+                click.echo(f"nchart: error: {line.strip()}", err=True)
             ctx.exit(int(error.exit_code))
         except KeyboardInterrupt:
             click.echo("nchart: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`nchart render ... | head`): stop quietly, as SIGPIPE would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as error:  # a bug in nchart: say so briefly; NCHART_DEBUG=1 shows where
@@ -53,7 +94,7 @@ class CliState:
     def project(self) -> Project:
         from .project import find_project
 
-        return find_project(self.root)
+        return find_project(self.root, explicit=self.root is not None)
 
 
 def _project(ctx: click.Context) -> Project:
@@ -131,7 +172,7 @@ def _value_options(function: Any) -> Any:
 @click.option("--values-only", is_flag=True, help="Print the computed values instead of rendering.")
 @click.option("--release", default="eks-neuron", show_default=True, help="Release name.")
 @click.option("--namespace", "-n", default="kube-system", show_default=True, help="Release namespace.")
-@click.option("--kube-version", help="Kubernetes version to render for (helm --kube-version).")
+@click.option("--kube-version", callback=_kube_version, help="Kubernetes version to render for (helm --kube-version).")
 @click.pass_context
 def render(
     ctx: click.Context,
@@ -186,7 +227,11 @@ def render(
     help="Instance type to check (repeatable; default: the whole catalog).",
 )
 @click.option(
-    "--kube-version", default="1.34.0", show_default=True, help="Kubernetes version to render for and validate against."
+    "--kube-version",
+    default="1.34.0",
+    show_default=True,
+    callback=_kube_version,
+    help="Kubernetes version to render for and validate against.",
 )
 @click.pass_context
 def lint(ctx: click.Context, envs: tuple[str, ...], instances_: tuple[str, ...], kube_version: str) -> None:
@@ -265,7 +310,10 @@ def generate(ctx: click.Context, check: bool) -> None:
 @click.argument("action", type=click.Choice(["init", "plan", "apply", "destroy", "vars"]))
 @click.option("--env", "-e", required=True, help="Environment: values/ENV.yaml and terraform/environments.yaml[ENV].")
 @click.option(
-    "--dir", "tf_dir", type=click.Path(file_okay=False, path_type=Path), help="Terraform module (default: terraform/)."
+    "--dir",
+    "tf_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Terraform module (default: terraform/).",
 )
 @click.option(
     "--release", default="eks-neuron", show_default=True, help="Helm release name (ServiceAccount names for IAM trust)."

@@ -19,12 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .catalog import load_catalog
 from .errors import ExitCode, NchartError
 from .project import Project
 from .tools import run_tool
+from .values import load_values_file
 
 Progress = Callable[[str], None]
 LIBRARY = "eks-neuron-lib"
@@ -79,7 +78,8 @@ def with_instance_lists(text: str, names: list[str], origin: str) -> str:
     updated, count = _INSTANCE_LIST.subn(replace, text)
     if count != 1:
         raise NchartError(
-            f"{origin}: expected one instanceTypes list under a `# @schema itemEnum:` line, found {count}"
+            f"{origin}: expected one instanceTypes list under a `# @schema itemEnum:` line, found {count}",
+            ExitCode.USAGE,
         )
     return updated
 
@@ -88,6 +88,7 @@ def generate_instance_lists(project: Project, check: bool, result: Generated) ->
     names = list(load_catalog())
     for chart in INSTANCE_LIST_CHARTS:
         path = project.charts_dir / chart / "values.yaml"
+        load_values_file(path)  # a file that is not YAML is reported as such, with its line
         _update(
             project,
             path,
@@ -162,7 +163,7 @@ def chart_schema(project: Project, chart: Path) -> str:
                 ExitCode.USAGE,
             )
         schema = _free_form_objects(json.loads(out.read_text(encoding="utf-8")))
-    values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
+    values = load_values_file(chart / "values.yaml")
     problems = key_mismatches(values, schema)
     if problems:
         raise NchartError(
@@ -217,7 +218,7 @@ POD_SECURITY_TABLE = re.compile(
 def pod_security_table(project: Project) -> str:
     rows = ["| chart | container | departs from restricted by | because |", "|---|---|---|---|"]
     for chart in project.charts():
-        values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
+        values = load_values_file(chart / "values.yaml")
         for container, departures in sorted((values.get("podSecurityExceptions") or {}).items()):
             for departure, reason in sorted(departures.items()):
                 rows.append(f"| {chart.name} | {container} | {departure} | {' '.join(str(reason).split())} |")

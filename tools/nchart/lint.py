@@ -341,9 +341,7 @@ def run_lint(
     report = LintReport()
     envs = envs or project.environments()
     for env in envs:
-        if not project.env_values(env).is_file():
-            report.fail("env", env, _relative(project, project.env_values(env)), "no such environment file")
-    envs = [env for env in envs if project.env_values(env).is_file()]
+        project.existing_env_values(env)
     instances = instances or [i.name for i in primary_instances()]
     for name in instances:
         resolve_instance(name)  # unknown names stop here with the closest matches

@@ -400,9 +400,16 @@ class LocalCluster:
         path = self._state_file()
         if not path.is_file():
             return
-        state = json.loads(path.read_text(encoding="utf-8"))
-        self.ports = dict(state.get("ports", {}))
-        self.processes = {name: RunningProcess(**entry) for name, entry in state.get("processes", {}).items()}
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            self.ports = dict(state.get("ports", {}))
+            self.processes = {name: RunningProcess(**entry) for name, entry in state.get("processes", {}).items()}
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            raise NchartError(
+                f"{path}: not a state file `nchart cluster up` wrote ({error}); stop what it started by hand, "
+                "then remove it",
+                ExitCode.USAGE,
+            ) from None
 
     def _save_state(self) -> None:
         state = {"ports": self.ports, "processes": {n: dataclasses.asdict(p) for n, p in self.processes.items()}}
@@ -464,7 +471,12 @@ class LocalCluster:
         binaries = {name: self._binary(name) for name in COMPONENTS}
         crds = self.crd_files()
         started = time.monotonic()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise NchartError(
+                f"{self.state_dir}: cannot create the state directory: {error.strerror}", ExitCode.USAGE
+            ) from None
         self.processes, self.ports = {}, {}
         try:
             pki = _write_pki(self.pki_dir)

@@ -35,6 +35,17 @@ class Project:
     def env_values(self, env: str) -> Path:
         return self.values_dir / f"{env}.yaml"
 
+    def existing_env_values(self, env: str) -> Path:
+        """values/<env>.yaml, or the user's error naming the environments there are."""
+        path = self.env_values(env)
+        if not path.is_file():
+            known = ", ".join(self.environments()) or "none"
+            raise NchartError(
+                f"unknown environment {env!r}: {path.relative_to(self.root)} does not exist (known: {known})",
+                ExitCode.USAGE,
+            )
+        return path
+
     def generated_values(self, env: str) -> Path:
         """The overlay `nchart tf apply` writes from Terraform outputs."""
         return self.values_dir / "generated" / f"{env}.yaml"
@@ -59,8 +70,14 @@ class Project:
         )
 
 
-def find_project(start: Path | None = None) -> Project:
-    """The checkout containing `start` (default: the working directory), else the one nchart is installed from."""
+def find_project(start: Path | None = None, explicit: bool = False) -> Project:
+    """The checkout containing `start` (default: the working directory), else the one nchart is installed
+    from; with `explicit` (--root), `start` itself or an error."""
+    if explicit and start is not None:
+        root = start.resolve()
+        if not (root / "charts" / UMBRELLA / "Chart.yaml").is_file():
+            raise NchartError(f"{start}: not an eks-neuron checkout (no charts/{UMBRELLA}/Chart.yaml)", ExitCode.USAGE)
+        return Project(root)
     candidates = []
     here = (start or Path.cwd()).resolve()
     candidates.extend([here, *here.parents])

@@ -83,12 +83,13 @@ def _explain_render_failure(project: Project, sources: list[ValuesSource], helm_
     if "don't meet the specifications of the schema" in helm_message:
         problems = check_sources(project, sources)
         if problems:
-            return UsageError("values do not match the chart schema:\n  " + "\n  ".join(problems))
+            # One line per problem, each naming its file and key.
+            return UsageError("\n".join(problems))
         return UsageError(helm_message)
     match = _EXECUTION_ERROR.search(helm_message)
     if match:
-        return UsageError(f"{match['message'].strip()}\n  (raised by {match['where']})")
-    return NchartError(f"helm template failed:\n{helm_message}", ExitCode.TOOL_FAILED)
+        return UsageError(f"{match['message'].strip()} (raised by {match['where']})")
+    return NchartError(f"helm template failed: {'; '.join(helm_message.splitlines())}", ExitCode.TOOL_FAILED)
 
 
 def parse_manifests(text: str) -> list[dict[str, Any]]:
@@ -111,6 +112,9 @@ def write_output_dir(text: str, out_dir: Path) -> list[Path]:
             raise NchartError(f"helm printed an unexpected source path {relative}")
         written.setdefault(out_dir / relative, []).append(document.strip("-\n") + "\n")
     for path, documents in written.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("---\n" + "---\n".join(documents), encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("---\n" + "---\n".join(documents), encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"--output-dir {out_dir}: cannot write {path}: {error.strerror}") from None
     return sorted(written)

@@ -91,6 +91,8 @@ def load_settings(project: Project, tf_dir: Path, env: str) -> dict[str, Any]:
     if env not in settings:
         raise UsageError(f"{path}: no settings for environment {env!r} (has: {', '.join(settings) or 'none'})")
     entry = settings[env] or {}
+    if not isinstance(entry, dict):
+        raise UsageError(f"{path}: {env}: expected a mapping of settings, got {type(entry).__name__}")
     unknown = sorted(set(entry) - SETTINGS_KEYS)
     if unknown:
         raise UsageError(
@@ -104,11 +106,7 @@ def load_settings(project: Project, tf_dir: Path, env: str) -> dict[str, Any]:
 
 def tfvars(project: Project, tf_dir: Path, env: str, release: str, namespace: str) -> dict[str, Any]:
     """Terraform variables for env: infrastructure settings plus what the chart values already decide."""
-    env_file = project.env_values(env)
-    if not env_file.is_file():
-        raise UsageError(
-            f"unknown environment {env!r}: {env_file} does not exist (known: {', '.join(project.environments())})"
-        )
+    env_file = project.existing_env_values(env)
     values = _chart_values(project, env)
     where = env_file.relative_to(project.root)
     serving = values.get("sd21-serving") or {}

@@ -30,23 +30,30 @@ class ValuesSource:
 
 
 def load_values_file(path: Path) -> Values:
+    return load_yaml_mapping(path, "values file")
+
+
+def load_yaml_mapping(path: Path, what: str) -> Values:
+    """A YAML file that holds a mapping; anything else is the user's error, naming the file (and line)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"{path}: values file not found") from None
+        raise UsageError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: not UTF-8 text (byte {error.start}): expected a YAML {what}") from None
     except OSError as error:
-        raise UsageError(f"{path}: cannot read values file: {error.strerror}") from None
+        raise UsageError(f"{path}: cannot read {what}: {error.strerror}") from None
     try:
         loaded = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise UsageError(f"{path}:{where}: not valid YAML: {problem}") from None
+        raise UsageError(f"{path}:{where}: not valid YAML: {' '.join(str(problem).split())}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise UsageError(f"{path}: expected a mapping of values at the top level, got {type(loaded).__name__}")
+        raise UsageError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
     return loaded
 
 
@@ -79,10 +86,7 @@ def value_sources(
     """The layers in the order they apply: instance, environment, Terraform overlay, -f files, --set."""
     layers = []
     if env is not None:
-        env_file = project.env_values(env)
-        if not env_file.is_file():
-            known = ", ".join(project.environments()) or "none"
-            raise UsageError(f"unknown environment {env!r}: {env_file} does not exist (known: {known})")
+        env_file = project.existing_env_values(env)
         layers.append(ValuesSource(str(env_file.relative_to(project.root)), load_values_file(env_file)))
         generated = project.generated_values(env)
         if generated.is_file():
