@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools cluster-tools charts prometheus checkov venv venv-serving generate check-generated lint demo test e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
+.PHONY: install install-serving tools cluster-tools charts prometheus checkov oci-tools image venv venv-serving generate check-generated lint demo test e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
 
 install: tools venv charts
 
@@ -25,6 +25,14 @@ cluster-tools: venv
 
 prometheus:
 	bash scripts/install-prometheus.sh
+
+# podman, buildah, skopeo, debootstrap, Debian's docker-registry and shellcheck (Debian packages).
+oci-tools:
+	bash scripts/install-oci-tools.sh
+
+# The model server image, cpu target (scripts/build-image.sh; cached layers, wheels from build/wheels).
+image: oci-tools venv-serving
+	bash scripts/build-image.sh cpu
 
 # checkov has many pinned dependencies of its own: it lives in a venv apart from the project's.
 CHECKOV_VENV ?= .venv-checkov
@@ -46,7 +54,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv-serving: $(VENV)/.installed-serving
 
+# The serving requirements from the wheelhouse the server image is built from too (downloaded once).
 $(VENV)/.installed-serving: $(VENV)/.installed
+	bash scripts/download-server-wheels.sh build/wheels
+	$(VENV)/bin/pip install --quiet --no-index --find-links build/wheels -r <($(VENV)/bin/python scripts/serving-requirements.py)
 	$(VENV)/bin/pip install --quiet -e '.[test,serving]'
 	touch $@
 
@@ -69,7 +80,7 @@ lint: install
 demo: install
 	nchart render inf2-24xlarge --env prod
 
-test: install-serving prometheus checkov cluster-tools
+test: install-serving prometheus checkov cluster-tools image
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

@@ -27,6 +27,8 @@ tools=(
   "helm-values-schema-json|github.com/losisin/helm-values-schema-json/v2|v2.2.1|-s -w"
   # The policy checker `nchart lint` runs over every render (security context, probes, resources).
   "kube-score|github.com/zegl/kube-score/cmd/kube-score|v1.20.0|-s -w"
+  # Checks .github/workflows (with shellcheck from Debian over their run: scripts).
+  "actionlint|github.com/rhysd/actionlint/cmd/actionlint|v1.7.12|-s -w"
 )
 
 # terraform: the one on PATH when there is one (>= 1.5); otherwise the last MPL release, which the

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import __version__
 from .batching import Clock, Draining, QueueFull, RequestTimedOut
 from .pipeline import ImageGenerator, load_generator
 from .routes import error_response, router
@@ -73,7 +74,7 @@ def create_app(
         finally:
             await server.stop()
 
-    app = FastAPI(title="eks-neuron Stable Diffusion server", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="eks-neuron Stable Diffusion server", version=__version__, lifespan=lifespan)
     app.state.server = server
     app.include_router(router)
 

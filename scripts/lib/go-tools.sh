@@ -18,7 +18,7 @@ go_build_pinned() {
   local wrapper
   wrapper=$(mktemp -d)
   (
-    cd "$wrapper"
+    cd "$wrapper" || exit 1
     go mod init tool-build >/dev/null 2>&1
     if ! go get "$module@$version" >/dev/null 2>&1; then
       echo "could not fetch $module@$version from the Go module proxy ($(go env GOPROXY))" >&2

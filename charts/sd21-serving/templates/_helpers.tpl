@@ -35,3 +35,13 @@ the hostPath model cache, which even baseline forbids). */}}
 {{- define "sd21-serving.podSecurityLevel" -}}
 {{- .Values.podSecurityLevel | default (ternary "privileged" "restricted" (eq .Values.model.volume "hostPath")) }}
 {{- end }}
+
+{{/*
+The server image. Without a tag: the chart's appVersion, suffixed as the release pipeline tags its
+targets (-cpu, -cuda; the Neuron image has none, and `auto` runs it).
+*/}}
+{{- define "sd21-serving.image" -}}
+{{- $suffix := get (dict "cpu" "-cpu" "cuda" "-cuda") .Values.server.backend | default "" }}
+{{- $tag := .Values.image.tag | default (printf "%s%s" .Chart.AppVersion $suffix) }}
+{{- include "eks-neuron-lib.image" (dict "image" (dict "repository" .Values.image.repository "tag" $tag) "context" .) }}
+{{- end }}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Downloads the model server's requirements (pyproject.toml's serving extra) as wheels into a
+# wheelhouse, once: files already there are not downloaded again. The host's virtualenv and the server
+# image both install from it, so torch (0.8 GB) and the CUDA libraries it brings (2.7 GB) cross the
+# network once per machine. (pip's own cache does not help where the index's answers are not cacheable.)
+#
+#   scripts/download-server-wheels.sh DEST [PYTHON_VERSION]   (default: the running python's)
+set -euo pipefail
+
+dest=$1
+python_version=${2:-}
+repo_root=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-$repo_root/.venv/bin/python}
+[[ -x "$python" ]] || python=python3
+mkdir -p "$dest"
+requirements=$(mktemp)
+trap 'rm -f "$requirements"' EXIT
+"$python" "$repo_root/scripts/serving-requirements.py" >"$requirements"
+target=()
+if [[ -n "$python_version" ]]; then
+  # Wheels for another Python (the image's), for Linux x86-64.
+  target=(--python-version "$python_version" --implementation cp --only-binary=:all:
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+    --platform linux_x86_64)
+fi
+started=$SECONDS
+before=$(find "$dest" -name '*.whl' | wc -l)
+"$python" -m pip download --quiet --disable-pip-version-check --dest "$dest" "${target[@]}" -r "$requirements"
+after=$(find "$dest" -name '*.whl' | wc -l)
+echo "server wheels in $dest: $after ($((after - before)) new) in $((SECONDS - started))s" >&2

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Installs the model server's requirements (/src/requirements.txt, from pyproject.toml's serving extra;
+# /src/requirements-without-torch.txt for --keep-base-torch) into the image's Python.
+#   --cpu-only        then removes the CUDA libraries PyPI's torch brings that CPU inference never
+#                     loads (in the same layer, so the image is smaller by them), and checks torch works
+#   --keep-base-torch leaves torch (and the Neuron packages) as the base image has them: they become
+#                     constraints, so nothing from PyPI replaces them
+set -eu
+mode=${1:-}
+if [ -f /run/secrets/pipcert ]; then
+  # TLS to PyPI may be intercepted where the image is built: the host's CA bundle, as a build secret.
+  export PIP_CERT=/run/secrets/pipcert
+fi
+# From a wheelhouse when the build mounts one (WHEELS_DIR; scripts/build-image.sh does), else the index.
+if [ -n "${WHEELS_DIR:-}" ] && ls "$WHEELS_DIR"/*.whl >/dev/null 2>&1; then
+  pip_install() { pip install --disable-pip-version-check --no-cache-dir --no-index --find-links "$WHEELS_DIR" "$@"; }
+else
+  pip_install() { pip install --disable-pip-version-check --cache-dir "${PIP_CACHE_DIR:-/root/.cache/pip}" "$@"; }
+fi
+
+case "$mode" in
+  --keep-base-torch)
+    pip freeze | grep -Ei '^(torch|torch-neuronx|torchvision|neuronx-cc|libneuronxla)==' >/tmp/constraints.txt
+    pip_install -c /tmp/constraints.txt -r /src/requirements-without-torch.txt
+    rm /tmp/constraints.txt
+    ;;
+  "" | --cpu-only)
+    pip_install -r /src/requirements.txt
+    ;;
+  *)
+    echo "install-server-requirements: unknown option $mode" >&2
+    exit 2
+    ;;
+esac
+
+if [ "$mode" = "--cpu-only" ]; then
+  site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  rm -rf "$site"/triton "$site"/nvidia/cusolver "$site"/nvidia/cuda_nvrtc "$site"/nvidia/nvtx \
+    "$site"/nvidia/cudnn/lib/libcudnn_engines* "$site"/nvidia/cublas/lib/libnvblas* \
+    "$site"/nvidia/cufft/lib/libcufftw*
+  python3 -c 'import torch; assert torch.ones(2).sum().item() == 2'
+fi

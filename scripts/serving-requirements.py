@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""The model server's requirements, one per line, from pyproject.toml's `serving` extra (their one
+source), for the server image. `--without NAME` leaves a requirement out (the Neuron image keeps the
+base image's torch)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import tomllib
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+# Core dependencies the server imports too: pinned as the project pins them.
+SHARED = ("pydantic",)
+
+
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--without", action="append", default=[], metavar="NAME", help="Leave this one out.")
+    args = parser.parse_args()
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    shared = [r for r in project["dependencies"] if requirement_name(r) in SHARED]
+    requirements = [*shared, *project["optional-dependencies"]["serving"]]
+    left_out = {name.lower() for name in args.without}
+    unknown = left_out - {requirement_name(r) for r in requirements}
+    if unknown:
+        sys.exit(f"serving-requirements: --without {', '.join(sorted(unknown))}: not in the serving extra")
+    for requirement in requirements:
+        if requirement_name(requirement) not in left_out:
+            print(requirement)
+
+
+if __name__ == "__main__":
+    main()

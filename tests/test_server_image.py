@@ -1,0 +1,159 @@
+"""The server image `make image` builds (the Containerfile's cpu target), run the way the chart runs
+it: the user, read-only root, dropped capabilities, no privilege escalation, the command and the
+environment of the chart's rendered Deployment, the tiny model mounted read-only where the chart
+mounts the model, /tmp a scratch volume. It must become ready, generate an image over HTTP, and on
+SIGTERM finish every request it had taken before it exits 0."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import render_objects
+from oci_support import app_version, built_image, podman
+from PIL import Image
+from serving_support import metric_value
+
+from nchart.localcluster import free_port
+
+pytestmark = pytest.mark.slow
+ROUTE = "/v1/images/generations"
+# Bounds for a busy 2-core machine: the model loads in seconds, a test asserts that it happens.
+READY_TIMEOUT_S = 300
+
+
+def chart_server_container() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The server container and pod spec of the sd21-serving Deployment, CPU backend."""
+    objects = render_objects("inf2.xlarge", "dev", "sd21-serving.enabled=true", "sd21-serving.server.backend=cpu")
+    [deployment] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("sd21-serving")]
+    pod = deployment["spec"]["template"]["spec"]
+    [server] = [c for c in pod["containers"] if c["name"] == "server"]
+    return server, pod
+
+
+def podman_run_args(server: dict[str, Any], pod: dict[str, Any], model_dir: Path, port: int) -> list[str]:
+    """`podman run` options for what the chart asks of the container runtime."""
+    pod_context, context = pod.get("securityContext") or {}, server.get("securityContext") or {}
+    args = ["--user", f"{pod_context['runAsUser']}:{pod_context['runAsGroup']}"]
+    if context.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+    for capability in (context.get("capabilities") or {}).get("drop") or []:
+        args += ["--cap-drop", capability]
+    if context.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    for variable in server.get("env") or []:
+        if "value" in variable:
+            args += ["--env", f"{variable['name']}={variable['value']}"]
+    mounts = {m["name"]: m for m in server.get("volumeMounts") or []}
+    args += ["--volume", f"{model_dir}:{mounts['model']['mountPath']}:ro"]
+    args += ["--tmpfs", f"{mounts['tmp']['mountPath']}:rw,size=2g,mode=1777"]
+    memory = ((server.get("resources") or {}).get("limits") or {}).get("memory")
+    if memory:
+        args += ["--memory", str(memory).replace("Gi", "g").replace("Mi", "m")]
+    [http] = [p for p in server["ports"] if p["name"] == "http"]
+    args += ["--publish", f"127.0.0.1:{port}:{http['containerPort']}"]
+    args += ["--entrypoint", json.dumps(server["command"])]
+    return args
+
+
+@pytest.fixture(scope="module")
+def readable_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model readable by the container's user, as the chart's initContainer leaves it."""
+    copy = tmp_path_factory.mktemp("model-for-image") / "tiny"
+    shutil.copytree(tiny_model_dir, copy)
+    for path in [copy, *copy.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def running_image(readable_model_dir: Path) -> Iterator[tuple[str, str]]:
+    """The container, started as the chart would start it; yields (name, base URL)."""
+    image = built_image("cpu")
+    server, pod = chart_server_container()
+    assert server["image"].endswith(f"sd21-serving:{app_version()}-cpu"), server["image"]
+    port = free_port()
+    name = f"sd21-serving-test-{port}"
+    podman("run", "--detach", "--name", name, *podman_run_args(server, pod, readable_model_dir, port), image)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{base}/ready", timeout=5).status_code == 200:
+                    break
+                health = httpx.get(f"{base}/health", timeout=5)
+                assert health.status_code == 200, f"{health.json()}:\n{podman('logs', name).stderr[-3000:]}"
+            except httpx.TransportError:
+                pass
+            state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+            assert state == "running", f"the container is {state}:\n{podman('logs', name).stderr[-3000:]}"
+            assert time.monotonic() < deadline, f"not ready in {READY_TIMEOUT_S}s:\n{podman('logs', name).stderr}"
+            time.sleep(0.5)
+        yield name, base
+    finally:
+        podman("rm", "--force", "--time", "5", name, check=False)
+
+
+def test_the_image_is_labelled_and_runs_as_its_non_root_user() -> None:
+    config = json.loads(podman("image", "inspect", built_image("cpu")).stdout)[0]["Config"]
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == app_version()
+    assert labels["org.opencontainers.image.title"] == "sd21-serving"
+    assert config["User"] == "65532:65532"
+    assert config["Entrypoint"] == ["eks-neuron-serve"] and config["Cmd"] == ["serve"]
+
+
+def test_the_container_serves_as_the_chart_runs_it(running_image: tuple[str, str]) -> None:
+    name, base = running_image
+    inspected = json.loads(podman("inspect", name).stdout)[0]
+    assert inspected["Config"]["User"] == "65532:65532"
+    assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+    assert httpx.get(f"{base}/ready").json()["backend"] == "cpu"
+    response = httpx.post(f"{base}{ROUTE}", json={"prompt": "a red cube", "steps": 2, "seed": 1}, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png" and response.headers["x-seed"] == "1"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.size == (64, 64)
+    # Nothing outside /tmp was written: the root filesystem would have refused it.
+    assert "Read-only file system" not in podman("logs", name).stderr
+
+
+def test_sigterm_finishes_the_requests_taken_then_exits_0(running_image: tuple[str, str]) -> None:
+    name, base = running_image
+    answers: list[int] = []
+
+    def client(seed: int) -> None:
+        try:
+            answer = httpx.post(f"{base}{ROUTE}", json={"prompt": "slow", "steps": 150, "seed": seed}, timeout=600)
+            answers.append(answer.status_code)
+        except httpx.TransportError as error:
+            answers.append(-1)
+            raise AssertionError(f"request {seed} lost: {error}") from error
+
+    clients = [threading.Thread(target=client, args=(seed,)) for seed in range(6)]
+    for thread in clients:
+        thread.start()
+    # Work is taken (running and queued) when the signal comes.
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        metrics = httpx.get(f"{base}/metrics").text
+        taken = metric_value(metrics, "sd_inflight_requests") + metric_value(metrics, "sd_queue_depth")
+        if taken >= 3:
+            break
+        assert time.monotonic() < deadline, "the requests never reached the server"
+        time.sleep(0.05)
+    podman("kill", "--signal", "TERM", name)
+    for thread in clients:
+        thread.join(timeout=600)
+    assert answers == [200] * 6, answers
+    exit_code = podman("wait", name, timeout=300).stdout.strip()
+    assert exit_code == "0", podman("logs", name).stderr[-3000:]
