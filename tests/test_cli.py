@@ -157,3 +157,10 @@ def test_envvar_prefix_sets_options() -> None:
     )
     assert result.exit_code == 0, result.stderr
     assert yaml.safe_load(result.stdout)["my-scheduler"]["replicaCount"] == 1
+
+
+def test_set_takes_helm_list_syntax() -> None:
+    from nchart.setvalues import parse_set
+
+    parsed = parse_set(["a.list={x,2,true}", "a.empty={}", "a.text=plain", "a.items[1]=b"])
+    assert parsed == {"a": {"list": ["x", 2, True], "empty": [], "text": "plain", "items": [None, "b"]}}

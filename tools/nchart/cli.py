@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import yaml
 
 from . import __version__
 from .errors import ExitCode, NchartError
@@ -368,6 +369,70 @@ def tf_command(
         return
     written = tf.run(project, directory, action, env, release, namespace, auto_approve, echo=click.echo)
     click.echo(f"nchart tf {action} --env {env}: wrote {tf.describe(written)}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config).",
+)
+@click.option("--context", help="Kubeconfig context (default: the current one).")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--fix", is_flag=True, help="Clear stale usage maps on nodes where no live pod holds Neuron resources.")
+@click.option("--yes", is_flag=True, help="With --fix: do not ask.")
+@click.pass_context
+def doctor(ctx: click.Context, kubeconfig: str | None, context: str | None, output: str, fix: bool, yes: bool) -> None:
+    """Find what keeps Neuron pods from running on a live cluster; exit 0 clean, 1 warnings, 3 errors."""
+    from . import doctor as checks
+
+    api_client = _kubernetes_client(kubeconfig, context)
+    with api_client:
+        state = _read_cluster(api_client)
+        findings = checks.diagnose(state, checks.utc_now())
+        if output == "json":
+            click.echo(json.dumps([f.as_json() for f in findings], indent=2))
+        else:
+            for line in checks.table(findings):
+                click.echo(line)
+        if fix:
+            nodes = checks.clearable_usage_maps(state, findings)
+            if not nodes:
+                click.echo("--fix: nothing it may clear (stale usage maps on nodes without live Neuron pods)", err=True)
+            elif yes or click.confirm(f"clear {', '.join(checks.USAGE_MAPS)} on {', '.join(nodes)}?", err=True):
+                checks.clear_usage_maps(api_client, nodes)
+                click.echo(f"cleared the usage maps on {', '.join(nodes)}", err=True)
+                findings = checks.diagnose(_read_cluster(api_client), checks.utc_now())
+    ctx.exit(int(checks.exit_code(findings)))
+
+
+def _kubernetes_client(kubeconfig: str | None, context: str | None) -> Any:
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        return config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (ConfigException, OSError, ValueError, yaml.YAMLError) as error:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        reason = " ".join(str(error).split())  # YAML errors span lines; the answer is one
+        raise NchartError(f"{where}: cannot use this kubeconfig: {reason}", ExitCode.USAGE) from None
+
+
+def _read_cluster(api_client: Any) -> Any:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from .doctor import ClusterState
+
+    try:
+        return ClusterState.read(api_client)
+    except ApiException as error:
+        raise NchartError(
+            f"the API server refused to list: {error.status} {error.reason}", ExitCode.TOOL_FAILED
+        ) from None
+    except HTTPError as error:
+        host = api_client.configuration.host
+        raise NchartError(f"cannot reach the API server at {host}: {error}", ExitCode.TOOL_FAILED) from None
 
 
 @cli.group()

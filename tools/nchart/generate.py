@@ -5,7 +5,9 @@
   values.yaml (helm-values-schema-json), with no key in one that is not in the other;
 - each chart's README.md, from the same values.yaml (helm-docs);
 - the Grafana dashboards, from dashboards.py;
-- the Pod Security exceptions table in README.md, from the charts' podSecurityExceptions values.
+- the Pod Security exceptions table in README.md, from the charts' podSecurityExceptions values;
+- the umbrella chart's files/neuron-instance-types.json (device and core counts a pod may ask for, per
+  instance type), which its admission policy reads, from catalog.yaml.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ def generate_dashboards(project: Project, check: bool, result: Generated) -> Non
     from .dashboards import render_all
 
     out_dir = project.charts_dir / "grafana-dashboards" / "dashboards"
-    expected = render_all()
+    expected = render_all(project.charts_dir)
     for name, text in expected.items():
         _update(project, out_dir / name, text, check, result)
     for extra in sorted(p for p in out_dir.glob("*.json") if p.name not in expected):
@@ -234,8 +236,26 @@ def generate_pod_security_table(project: Project, check: bool, result: Generated
     _update(project, readme, POD_SECURITY_TABLE.sub(lambda m: m[1] + table + m[2], text), check, result)
 
 
+def instance_counts() -> dict[str, Any]:
+    """Per instance type, what one pod may ask for: the device counts, the most cores (at any LNC)."""
+    counts = {}
+    for instance in load_catalog().values():
+        configs = instance.logical_core_configs or (None,)
+        most_cores = max(instance.with_lnc(lnc).cores for lnc in configs)
+        devices = list(instance.allowed_device_counts or range(1, instance.chips + 1))
+        counts[instance.name] = {"deviceCounts": devices, "maxCores": most_cores}
+    return counts
+
+
+def generate_instance_counts(project: Project, check: bool, result: Generated) -> None:
+    path = project.umbrella / "files" / "neuron-instance-types.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _update(project, path, json.dumps(instance_counts(), indent=2) + "\n", check, result)
+
+
 STEPS: dict[str, Callable[[Project, bool, Generated], None]] = {
     "instance lists": generate_instance_lists,
+    "instance counts": generate_instance_counts,
     "values schemas": generate_schemas,
     "chart READMEs": generate_readmes,
     "dashboards": generate_dashboards,

@@ -40,6 +40,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # The annotation kwok's --manage-nodes-with-annotation-selector picks the fake nodes by.
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+# kwok renews each fake node's Lease well inside this.
+NODE_LEASE_SECONDS = 40
 NEURON_TAINT = {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"}
 ZONES = ("us-west-2a", "us-west-2b", "us-west-2c")
 # The kubelet's default; EKS sets max-pods per instance type from its ENIs (or 110 with prefix delegation).
@@ -641,6 +643,10 @@ class LocalCluster:
                 f"--kubeconfig={kubeconfig}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={key}={value}",
+                # Heartbeats by node Lease, renewed often: kwok's status patches come about once a
+                # minute, later than the node lifecycle controller's 50 s grace, which would mark
+                # the nodes NotReady and their pods unready for good (kwok does not re-ready pods).
+                f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
                 "--cidr=10.0.0.1/24",
                 "--node-ip=10.0.0.1",
                 f"--server-address=127.0.0.1:{self.ports['kwok']}",

@@ -21,7 +21,11 @@ def _split_key(key: str) -> list[str]:
 
 
 def _scalar(raw: str) -> Any:
-    """The value as YAML types it (2, true, 1.5, text); as in helm, structure comes from the key only."""
+    """The value as YAML types it (2, true, 1.5, text); as in helm, structure comes from the key, and a
+    list from braces: `{a,b}` (each item typed the same way; `{}` is an empty list)."""
+    if raw.startswith("{") and raw.endswith("}"):
+        inner = raw[1:-1]
+        return [_scalar(item) for item in inner.split(",")] if inner else []
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
