@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .batching import Clock, Draining, QueueFull, RequestTimedOut
-from .pipeline import ImageGenerator, load_generator
+from .pipeline import ImageGenerator, load_configured
 from .routes import error_response, router
 from .server import Server
 from .settings import Settings
@@ -64,7 +64,7 @@ def create_app(
 ) -> FastAPI:
     """The app; `load` and `clock` are for tests (a model that blocks on cue, time the test moves)."""
     settings = settings or Settings()
-    server = Server(settings, load or (lambda s: load_generator(s.model_dir, s.backend, s.neuron_cores)), clock)
+    server = Server(settings, load or load_configured, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

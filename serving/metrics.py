@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0)
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
+IMAGE_FORMATS = ("png", "jpeg", "webp")
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 
 
@@ -45,13 +46,25 @@ class ServerMetrics:
             buckets=STEP_BUCKETS,
             registry=r,
         )
-        self.png_seconds = Histogram(
-            "sd_png_encode_duration_seconds", "PNG encoding latency per image.", buckets=STEP_BUCKETS, registry=r
+        self.encode_seconds = Histogram(
+            "sd_image_encode_duration_seconds",
+            "Image encoding latency per image, by format (png, jpeg, webp).",
+            ["format"],
+            buckets=STEP_BUCKETS,
+            registry=r,
         )
         self.model_load_seconds = Gauge(
             "sd_model_load_seconds", "Seconds the model took to load and warm up.", registry=r
+        )
+        self.model_load_phase_seconds = Gauge(
+            "sd_model_load_phase_seconds",
+            "Seconds of each start-up phase: load (weights onto the device), warmup (first calls; compile when on).",
+            ["phase"],
+            registry=r,
         )
         self.ready = Gauge("sd_ready", "1 when the model is loaded and warm and the server takes requests.", registry=r)
         self.info = Gauge("sd_model_info", "The loaded model.", ["backend", "traced", "width", "height"], registry=r)
         for reason in ("queue_full", "timeout", "draining", "error"):
             self.rejected.labels(reason)
+        for image_format in IMAGE_FORMATS:
+            self.encode_seconds.labels(image_format)

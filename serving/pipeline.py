@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .neuron import attach_traced_modules, neuron_available, read_manifest
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,37 @@ class ImageRequest:
 StepCallback = Callable[[float], None]
 
 
-class ImageGenerator:
-    """A loaded pipeline on one backend. `generate` is blocking and not re-entrant: one batch at a time."""
+def padded_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """The batch sizes a compiled pipeline runs: powers of two below the maximum, and the maximum.
+    Few shapes, so few compiled graphs (and CUDA graphs), each reused; padding costs at most 2x."""
+    sizes = {max_batch_size}
+    size = 1
+    while size < max_batch_size:
+        sizes.add(size)
+        size *= 2
+    return tuple(sorted(sizes))
 
-    def __init__(self, pipeline: Any, backend: str, traced: bool) -> None:
+
+def padded(requests: Sequence[ImageRequest], sizes: Sequence[int]) -> list[ImageRequest]:
+    """The requests, filled up to the smallest size that holds them with copies of the last one."""
+    target = next((s for s in sizes if s >= len(requests)), len(requests))
+    return [*requests, *[requests[-1]] * (target - len(requests))]
+
+
+class ImageGenerator:
+    """A loaded pipeline on one backend. `generate` is blocking and not re-entrant: one batch at a time.
+
+    With `batch_sizes` (a compiled pipeline), every batch is padded to one of those sizes, and the
+    padding's images are dropped."""
+
+    def __init__(
+        self, pipeline: Any, backend: str, traced: bool, batch_sizes: tuple[int, ...] = (), compiled: str = "off"
+    ) -> None:
         self.pipeline = pipeline
         self.backend = backend
         self.traced = traced
+        self.batch_sizes = batch_sizes
+        self.compiled = compiled
         self.pipeline.set_progress_bar_config(disable=True)
         size = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
         self.height = self.width = int(size)
@@ -57,6 +82,9 @@ class ImageGenerator:
         """PIL images, one per request, in order. Each request's seed alone decides its noise."""
         import torch
 
+        asked = len(requests)
+        if self.batch_sizes:
+            requests = padded(requests, self.batch_sizes)
         generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in requests]
         negative = [r.negative_prompt for r in requests]
         last = [time.perf_counter()]
@@ -80,7 +108,35 @@ class ImageGenerator:
                 output_type="pil",
                 callback_on_step_end=step_end,
             )
-        return list(output.images)
+        return list(output.images)[:asked]
+
+    def warm_up(self, steps: int, log_each: Callable[[int, float], None] | None = None) -> None:
+        """One call per padded batch size (two when compiled: CUDA graphs are recorded on the second),
+        so no request pays for a compile; without padding, one call at batch 1."""
+        key = BatchKey(steps, 7.5)
+        for size in self.batch_sizes or (1,):
+            started = time.perf_counter()
+            for _ in range(2 if self.compiled != "off" else 1):
+                self.generate(key, [ImageRequest("warm-up", "", seed) for seed in range(size)])
+            if log_each is not None:
+                log_each(size, time.perf_counter() - started)
+
+
+def compile_unet(pipeline: Any, mode: str) -> None:
+    """torch.compile of the UNet (most of the time per step), channels_last for it and the VAE.
+    Static shapes: one graph per padded batch size (and per guidance on/off, which doubles the UNet batch)."""
+    import torch
+
+    pipeline.unet.to(memory_format=torch.channels_last)
+    pipeline.vae.to(memory_format=torch.channels_last)
+    pipeline.unet = torch.compile(pipeline.unet, mode=mode, fullgraph=True, dynamic=False)
+
+
+def load_configured(settings: Settings) -> ImageGenerator:
+    """The generator the settings describe (the server's default loader)."""
+    return load_generator(
+        settings.model_dir, settings.backend, settings.neuron_cores, settings.compile, settings.max_batch_size
+    )
 
 
 def resolve_backend(requested: str, model_dir: Path) -> str:
@@ -96,8 +152,11 @@ def resolve_backend(requested: str, model_dir: Path) -> str:
     return "cpu"
 
 
-def load_generator(model_dir: Path, backend: str, neuron_cores: int = 2) -> ImageGenerator:
-    """Loads the pipeline from model_dir for the backend ("auto" picks neuron, then cuda, then cpu)."""
+def load_generator(
+    model_dir: Path, backend: str, neuron_cores: int = 2, compile_mode: str = "off", max_batch_size: int = 1
+) -> ImageGenerator:
+    """Loads the pipeline from model_dir for the backend ("auto" picks neuron, then cuda, then cpu).
+    compile_mode (CUDA only) compiles the UNet; batches are then padded to padded_batch_sizes(max_batch_size)."""
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -114,6 +173,8 @@ def load_generator(model_dir: Path, backend: str, neuron_cores: int = 2) -> Imag
         )
     if chosen == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("backend cuda requested but no CUDA device is visible")
+    if compile_mode != "off" and chosen != "cuda":
+        raise ModelLoadError(f"SD_COMPILE={compile_mode} is for the cuda backend; the backend is {chosen}")
 
     dtype = torch.float16 if chosen == "cuda" else torch.float32
     try:
@@ -126,11 +187,15 @@ def load_generator(model_dir: Path, backend: str, neuron_cores: int = 2) -> Imag
 
     pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
     traced = False
+    batch_sizes: tuple[int, ...] = ()
     if chosen == "cuda":
         pipeline = pipeline.to("cuda")
+        if compile_mode != "off":
+            compile_unet(pipeline, compile_mode)
+            batch_sizes = padded_batch_sizes(max_batch_size)
     elif manifest is not None and (chosen == "neuron" or manifest["tracer"] == "jit"):
         # The Neuron code path; jit-traced artefacts run it on CPU.
         attach_traced_modules(pipeline, model_dir, manifest, neuron_cores)
         traced = True
-    log.info("loaded %s on %s (traced sub-models: %s)", model_dir, chosen, traced)
-    return ImageGenerator(pipeline, chosen, traced)
+    log.info("loaded %s on %s (traced sub-models: %s, compile: %s)", model_dir, chosen, traced, compile_mode)
+    return ImageGenerator(pipeline, chosen, traced, batch_sizes, compile_mode)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import secrets
 import time
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from .batching import Draining, QueueFull, RequestTimedOut
+from .encoding import MEDIA_TYPES, FormatConflict, encode, negotiate
 from .pipeline import BatchKey, ImageRequest
 from .server import Server
 from .validation import MAX_SEED, ErrorBody, FormRequest, GenerationRequest, model_mismatch, validation_message
@@ -34,6 +34,7 @@ class ImagesBody(BaseModel):
     data: list[ImageData]
     width: int
     height: int
+    output_format: str = Field(description="png, jpeg or webp: the encoding of b64_json")
 
 
 class HealthBody(BaseModel):
@@ -59,8 +60,8 @@ def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
 GENERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "model": ImagesBody,
-        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-        "description": "The image: PNG, or JSON with it base64-encoded (response_format b64_json)",
+        "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()},
+        "description": "The image: PNG, JPEG or WebP, or JSON with it base64-encoded (response_format b64_json)",
         "headers": {"X-Seed": {"description": "The seed the image was made with", "schema": {"type": "integer"}}},
     },
     400: _error("The body could not be read (not UTF-8, a broken multipart form)"),
@@ -88,12 +89,6 @@ def error_response(status: int, kind: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
 
 
-def encode_png(image: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _server(request: Request) -> Server:
     server: Server = request.app.state.server
     return server
@@ -108,6 +103,10 @@ async def generate(server: Server, body: GenerationRequest, accept: str) -> Resp
     mismatch = model_mismatch(body, generator)
     if mismatch:
         return error_response(422, "invalid_request", mismatch)
+    try:
+        answer = negotiate(body.response_format, body.output_format, accept)
+    except FormatConflict as error:
+        return error_response(422, "invalid_request", str(error))
     seed = body.seed if body.seed is not None else secrets.randbelow(MAX_SEED + 1)
     key = BatchKey(body.steps or settings.default_steps, float(body.guidance_scale))
     try:
@@ -119,21 +118,19 @@ async def generate(server: Server, body: GenerationRequest, accept: str) -> Resp
     except Exception as error:  # the pipeline failed on this batch (the batcher counted it)
         return error_response(500, "generation_failed", f"{type(error).__name__}: {error}")
     started = time.perf_counter()
-    png = await run_in_threadpool(encode_png, image)
-    server.metrics.png_seconds.observe(time.perf_counter() - started)
-    headers = {"X-Seed": str(seed)}
-    as_json = body.response_format == "b64_json" or (
-        body.response_format is None and "application/json" in accept and "image/png" not in accept
-    )
-    if as_json:
+    encoded = await run_in_threadpool(encode, image, answer.image_format, settings)
+    server.metrics.encode_seconds.labels(answer.image_format).observe(time.perf_counter() - started)
+    headers = {"X-Seed": str(seed), "Vary": "Accept"}
+    if answer.as_json:
         payload = {
             "created": int(time.time()),
-            "data": [{"b64_json": base64.b64encode(png).decode("ascii"), "seed": seed}],
+            "data": [{"b64_json": base64.b64encode(encoded).decode("ascii"), "seed": seed}],
             "width": generator.width,
             "height": generator.height,
+            "output_format": answer.image_format,
         }
         return JSONResponse(payload, headers=headers)
-    return Response(png, media_type="image/png", headers=headers)
+    return Response(encoded, media_type=MEDIA_TYPES[answer.image_format], headers=headers)
 
 
 @router.post("/v1/images/generations", responses=GENERATION_RESPONSES)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .batching import Batcher, Clock
 from .metrics import ServerMetrics
-from .pipeline import BatchKey, ImageGenerator, ImageRequest
+from .pipeline import BatchKey, ImageGenerator
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ class Server:
         assert self.generator is not None
         return self.generator.generate(key, requests, on_step=self.metrics.step_seconds.observe)
 
+    @staticmethod
+    def _warmed(batch_size: int, seconds: float) -> None:
+        log.info("warm-up at batch size %d took %.1fs", batch_size, seconds)
+
     def start_loading(self) -> None:
         """Loads in the background so /health answers during a long load and /ready says when it is done."""
         self.loading = asyncio.create_task(self._load(), name="model-load")
@@ -49,11 +53,15 @@ class Server:
         loop = asyncio.get_running_loop()
         try:
             self.generator = await loop.run_in_executor(self.model_thread, self.load, self.settings)
-            if self.settings.warmup_steps:
-                # The first call pays for lazy initialisation (and, on Neuron, loading onto the cores).
-                warm = [ImageRequest("warm-up", "", 0)]
-                key = BatchKey(self.settings.warmup_steps, 7.5)
-                await loop.run_in_executor(self.model_thread, self.generator.generate, key, warm)
+            loaded = time.perf_counter()
+            self.metrics.model_load_phase_seconds.labels("load").set(loaded - started)
+            if self.settings.warmup_steps or self.generator.compiled != "off":
+                # The first call pays for lazy initialisation (on Neuron, loading onto the cores; when
+                # compiled, the compile and CUDA graph capture of each padded batch size).
+                await loop.run_in_executor(
+                    self.model_thread, self.generator.warm_up, max(1, self.settings.warmup_steps), self._warmed
+                )
+            self.metrics.model_load_phase_seconds.labels("warmup").set(time.perf_counter() - loaded)
         except Exception as error:  # reported by /health so the kubelet restarts the pod
             self.load_error = f"{type(error).__name__}: {error}"
             log.error("model load failed: %s", self.load_error)

@@ -9,6 +9,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Backend = Literal["auto", "neuron", "cuda", "cpu"]
+# torch.compile modes for the CUDA backend's UNet (see pipeline.compile_unet); off runs it eagerly.
+CompileMode = Literal["off", "reduce-overhead", "max-autotune"]
 
 
 class Settings(BaseSettings):
@@ -30,5 +32,12 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(60.0, ge=0)
     # NeuronCores the UNet is spread over (torch_neuronx.DataParallel); match the pod's neuroncore request.
     neuron_cores: int = Field(2, ge=1)
+    # CUDA only: compile the UNet (channels_last, batches padded to a few sizes so the compiled
+    # graphs are reused); compile and warm-up of every padded size happen before /ready.
+    compile: CompileMode = "off"
+    # Output encodings (chosen per request by response_format or Accept); encoding runs off the model thread.
+    png_compress_level: int = Field(6, ge=0, le=9)
+    jpeg_quality: int = Field(90, ge=1, le=95)
+    webp_quality: int = Field(90, ge=1, le=100)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)

@@ -42,8 +42,13 @@ class GenerationRequest(BaseModel):
     height: Annotated[int, Field(ge=8, le=4096, multiple_of=8), WHOLE] | None = Field(
         None, description="Must equal the compiled model's height when given"
     )
-    response_format: Literal["png", "b64_json"] | None = Field(
-        None, description="Default: from Accept (image/png unless JSON is asked for)"
+    response_format: Literal["png", "jpeg", "webp", "b64_json"] | None = Field(
+        None,
+        description="The image as PNG, JPEG or WebP bytes, or JSON with it base64-encoded (b64_json). "
+        "Default: from Accept (image/png, image/jpeg, image/webp, application/json; PNG when none is asked for)",
+    )
+    output_format: Literal["png", "jpeg", "webp"] | None = Field(
+        None, description="The encoding inside b64_json (default png); must agree with response_format otherwise"
     )
 
 

@@ -229,6 +229,14 @@ def test_chart_refuses_bad_values_when_rendered_without_nchart() -> None:
             {"sd21-serving": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
             "autoscaling.minReplicas 5 is above maxReplicas 2",
         ),
+        (
+            {"sd21-serving": {"server": {"compile": "reduce-overhead"}}},
+            "sd21-serving.server.compile=reduce-overhead is for the cuda backend; server.backend is neuron",
+        ),
+        (
+            {"sd21-serving": {"server": {"compile": "always"}}},
+            "sd21-serving.server.compile: 'always' is not one of ['off', 'reduce-overhead', 'max-autotune']",
+        ),
     ]
     for override, message in cases:
         with pytest.raises(NchartError) as caught:
@@ -277,3 +285,21 @@ def test_hostpath_model_cache_makes_the_namespace_privileged_and_says_so() -> No
             "inf2.xlarge", "prod", "sd21-serving.model.volume=hostPath", "sd21-serving.podSecurityLevel=restricted"
         )
     assert "restricted level forbids hostPath volumes" in caught.value.message
+
+
+def test_compiled_cuda_and_encodings_reach_the_server() -> None:
+    objects = render_objects(
+        "inf2.xlarge", "dev", "sd21-serving.server.backend=cuda", "sd21-serving.server.compile=max-autotune",
+        "sd21-serving.server.encoding.jpegQuality=75",
+    )  # fmt: skip
+    _, container = server(objects)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SD_COMPILE"] == "max-autotune" and env["SD_JPEG_QUALITY"] == "75"
+    assert env["SD_PNG_COMPRESS_LEVEL"] == "6" and env["SD_WEBP_QUALITY"] == "90"
+    # The compiler's caches must be writable under a read-only root filesystem.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert env["TORCHINDUCTOR_CACHE_DIR"].startswith("/tmp/") and env["TRITON_CACHE_DIR"].startswith("/tmp/")
+    assert "/tmp" in mounts
+    eager = {e["name"] for e in server(render_objects("inf2.xlarge", "dev"))[1]["env"]}
+    assert "SD_COMPILE" not in eager and "TRITON_CACHE_DIR" not in eager

@@ -77,6 +77,55 @@ def test_base64_json_by_response_format_and_by_accept(client: Any) -> None:
     assert png_forced.headers["content-type"] == "image/png"
 
 
+@pytest.mark.parametrize(
+    "body,accept,media,pil_format",
+    [
+        ({"response_format": "jpeg"}, "", "image/jpeg", "JPEG"),
+        ({"response_format": "webp"}, "image/png", "image/webp", "WEBP"),
+        ({}, "image/jpeg", "image/jpeg", "JPEG"),
+        ({}, "image/webp;q=0.9, image/png;q=0.5", "image/webp", "WEBP"),
+        ({}, "image/png;q=0.5, image/jpeg", "image/jpeg", "JPEG"),
+        ({}, "image/jpeg;q=0, image/*", "image/png", "PNG"),
+        ({}, "text/html", "image/png", "PNG"),
+    ],
+)
+def test_jpeg_and_webp_by_response_format_or_accept(
+    client: Any, body: dict[str, Any], accept: str, media: str, pil_format: str
+) -> None:
+    request = {"prompt": "a harbour", "seed": 3, "steps": 2, **body}
+    response = client.post(ROUTE, json=request, headers={"Accept": accept} if accept else {})
+    assert response.status_code == 200 and response.headers["content-type"] == media
+    image = Image.open(io.BytesIO(response.content))
+    assert image.format == pil_format and image.size == (64, 64)
+    # The same image, whatever the encoding: closer to its PNG than another seed's image is.
+    png = png_pixels(client.post(ROUTE, json={**request, "response_format": "png"}).content)
+    other = png_pixels(client.post(ROUTE, json={**request, "seed": 4, "response_format": "png"}).content)
+    decoded = np.asarray(image.convert("RGB"), dtype=np.int16)
+    assert np.abs(decoded - png).mean() < 0.5 * np.abs(other - png).mean()
+
+
+def test_b64_json_carries_the_output_format(client: Any) -> None:
+    body = {"prompt": "a harbour", "seed": 3, "steps": 2, "response_format": "b64_json", "output_format": "jpeg"}
+    payload = client.post(ROUTE, json=body).json()
+    assert payload["output_format"] == "jpeg"
+    assert Image.open(io.BytesIO(base64.b64decode(payload["data"][0]["b64_json"]))).format == "JPEG"
+    by_accept = client.post(ROUTE, json={**body, "response_format": None}, headers={"Accept": "application/json"})
+    assert by_accept.headers["content-type"] == "application/json" and by_accept.json()["output_format"] == "jpeg"
+
+
+def test_encoding_time_is_counted_per_format(client: Any) -> None:
+    def encoded(image_format: str) -> float:
+        text = client.get("/metrics").text
+        return metric_value(text, "sd_image_encode_duration_seconds_count", {"format": image_format})
+
+    before = {f: encoded(f) for f in ("png", "jpeg", "webp")}
+    client.post(ROUTE, json={"prompt": "a bridge", "steps": 1, "response_format": "webp"})
+    client.post(ROUTE, json={"prompt": "a bridge", "steps": 1, "response_format": "webp"})
+    client.post(ROUTE, json={"prompt": "a bridge", "steps": 1, "response_format": "jpeg"})
+    after = {f: encoded(f) for f in ("png", "jpeg", "webp")}
+    assert {f: after[f] - before[f] for f in after} == {"png": 0, "jpeg": 1, "webp": 2}
+
+
 def test_generate_form(client: Any) -> None:
     response = client.post("/generate", data={"prompt": "a cat", "steps": "2", "seed": "9"})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
@@ -126,7 +175,14 @@ def test_http_errors_have_the_error_body(client: Any) -> None:
         ({"prompt": "ok", "seed": -5}, "seed: Input should be greater than or equal to 0"),
         ({"prompt": "ok", "sampler": "euler"}, "sampler: Extra inputs are not permitted"),
         ({"prompt": "ok", "width": 512}, "width: the model is compiled for 64x64; got width 512"),
-        ({"prompt": "ok", "response_format": "jpeg"}, "response_format: Input should be 'png' or 'b64_json'"),
+        (
+            {"prompt": "ok", "response_format": "gif"},
+            "response_format: Input should be 'png', 'jpeg', 'webp' or 'b64_json'",
+        ),
+        (
+            {"prompt": "ok", "response_format": "jpeg", "output_format": "webp"},
+            "output_format: webp contradicts response_format jpeg",
+        ),
         ({}, "prompt: Field required"),
     ],
 )

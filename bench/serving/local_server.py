@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -23,17 +23,23 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def server_process(
-    settings: dict[str, str], ready_timeout_s: float = 600, **popen: Any
+    settings: dict[str, str],
+    ready_timeout_s: float = 600,
+    while_loading: Callable[[], None] | None = None,
+    **popen: Any,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m serving serve` with SD_* settings on a free loopback port, once /ready answers 200.
 
-    Yields the base URL and the process; stops the process on exit if it still runs.
+    `while_loading` runs in this process while the server loads (the benchmark builds its own pipeline
+    meanwhile). Yields the base URL and the process; stops the process on exit if it still runs.
     """
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **settings, "SD_HOST": "127.0.0.1", "SD_PORT": str(port)}
     process = subprocess.Popen([sys.executable, "-m", "serving", "serve"], env=env, **popen)
     base = f"http://127.0.0.1:{port}"
     try:
+        if while_loading is not None:
+            while_loading()
         deadline = time.monotonic() + ready_timeout_s
         while True:
             try:
