@@ -26,13 +26,23 @@ from observability_support import (
 )
 from serving_support import ready_app, uvicorn_server
 
-from nchart.dashboards import DASHBOARDS, panel_queries
+from nchart.dashboards import AlertLimits, dashboard_specs, panel_queries
 
 DASHBOARD_DIR = ROOT / "charts/grafana-dashboards/dashboards"
 NEURON_MONITOR_SCRAPE = ROOT.parent / "shared/fixtures/neuron-monitor-inf1.6xlarge.prom"
 FIXTURES = ROOT / "tests/fixtures"
 # What Grafana puts in for the template variables: every value of each.
-VARIABLES = {"$job": ".+", "$ksm_job": ".+", "$instance_id": ".+", "$__rate_interval": "1m"}
+VARIABLES = {
+    "$job": ".+",
+    "$ksm_job": ".+",
+    "$instance_id": ".+",
+    "$core": ".+",
+    "$__rate_interval": "1m",
+    "$__range": "1h",
+}
+DASHBOARDS = dashboard_specs(AlertLimits.read(ROOT / "charts"))
+# Panels empty by design in these scrapes (none so far).
+EMPTY_WHEN_HEALTHY: set[str] = set()
 
 pytestmark = pytest.mark.slow
 
@@ -108,33 +118,43 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
         "node-problem-detector": FIXTURES / "node-problem-detector.prom",
         "kube-state-metrics": FIXTURES / "kube-state-metrics.prom",
     }
-    with static_exporter(files) as exporter, uvicorn_server(ready_app(tiny_model_dir)) as server_url:
-        with httpx.Client(base_url=server_url, timeout=60) as client:
-            deadline = time.monotonic() + 180
-            while client.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline, "model server never became ready"
-                time.sleep(0.1)
-            for seed in range(3):
-                assert (
-                    client.post(
-                        "/v1/images/generations", json={"prompt": "a lighthouse", "steps": 2, "seed": seed}
-                    ).status_code
-                    == 200
-                )
-            assert client.post("/v1/images/generations", json={"prompt": ""}).status_code == 422
+    with (
+        static_exporter(files) as exporter,
+        uvicorn_server(ready_app(tiny_model_dir)) as server_url,
+        httpx.Client(base_url=server_url, timeout=60) as client,
+    ):
+        deadline = time.monotonic() + 180
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "model server never became ready"
+            time.sleep(0.1)
+        assert client.post("/v1/images/generations", json={"prompt": ""}).status_code == 422
         scrape_configs = [
-            {"job_name": RELEASE_JOBS[name], "metrics_path": f"/{name}", "static_configs": [{"targets": [exporter]}]}
+            {
+                "job_name": RELEASE_JOBS[name],
+                "metrics_path": f"/{name}",
+                "static_configs": [{"targets": [exporter]}],
+            }
             for name in files
         ]
         scrape_configs.append(
-            {"job_name": RELEASE_JOBS["serving"], "static_configs": [{"targets": [server_url.removeprefix("http://")]}]}
+            {
+                "job_name": RELEASE_JOBS["serving"],
+                "static_configs": [{"targets": [server_url.removeprefix("http://")]}],
+            }
         )
         with prometheus(workdir, scrape_configs, rules) as base:
-            # Enough scrapes for rate(), and every recording rule evaluated with data (bounded
-            # generously: on a busy machine scrapes and evaluations fall behind their 1 s interval).
+            # Traffic while Prometheus scrapes, until rates and quantiles have numbers; then every
+            # recording rule evaluated with data (bounded generously: on a busy machine scrapes and
+            # evaluations fall behind their 1 s interval).
             deadline_s = time.monotonic() + 180
+            seed = 0
             while not prometheus_settled(base, len(scrape_configs)):
-                assert time.monotonic() < deadline_s, "Prometheus never scraped every target and evaluated every rule"
+                assert time.monotonic() < deadline_s, "Prometheus never saw the traffic and evaluated every rule"
+                response = client.post(
+                    "/v1/images/generations", json={"prompt": "a lighthouse", "steps": 2, "seed": seed}
+                )
+                assert response.status_code == 200
+                seed += 1
                 time.sleep(0.5)
             yield base
 
@@ -142,8 +162,9 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 def prometheus_settled(base: str, targets: int) -> bool:
     if len(query(base, "up == 1")["data"]["result"]) != targets:
         return False
-    if not query(base, "job:sd_images_generated:rate5m")["data"]["result"]:
-        return False
+    for traffic in ("job:sd_images_generated:rate5m > 0", "job:sd_image_request_duration_seconds:p50_5m >= 0"):
+        if not query(base, traffic)["data"]["result"]:  # NaN compares false: no quantile yet
+            return False
     groups = httpx.get(f"{base}/api/v1/rules").json()["data"]["groups"]
     recording = [rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "recording"]
     return all(query(base, name)["data"]["result"] for name in recording)
@@ -167,7 +188,12 @@ def test_every_panel_query_parses_and_returns_data(live_prometheus: str, dashboa
         assert not missing, f"{dashboard} / {title}: no scrape provides {sorted(missing)}"
         result = query(live_prometheus, substitute(expr))
         assert result["status"] == "success", f"{dashboard} / {title}: {result.get('error')}"
+        if title in EMPTY_WHEN_HEALTHY:
+            continue
         assert result["data"]["result"], f"{dashboard} / {title}: no data for {substitute(expr)}"
+        # The test sent traffic while Prometheus scraped: latency, batch and step panels have numbers.
+        values = [sample["value"][1] for sample in result["data"]["result"]]
+        assert all(v not in ("NaN", "+Inf", "-Inf") for v in values), f"{dashboard} / {title}: {values}"
     for variable in content["templating"]["list"]:
         if variable["type"] == "query":
             selector = variable["query"].removeprefix("label_values(").rsplit(",", 1)[0]
