@@ -2,8 +2,9 @@
 """Load test of the SD server against the bare diffusers pipeline, same model, same inputs, one run.
 
 For each compile mode (eager = off; on CUDA also reduce-overhead, the same compiled pipeline for both):
-1. Bare pipeline, in this process: latency of one image (p50/p99) and images/s at batch sizes 1, 2, 4, 8,
-   with and without encoding each image as a user of diffusers would before sending it.
+1. Bare pipeline, in this process: latency of one image (p50/p99), alternating with server requests,
+   and images/s at batch sizes 1, 2, 4, 8, with and without encoding each image as a user of diffusers
+   would before sending it; measured before and after the server at the same concurrency.
 2. The server as its own process (uvicorn on 127.0.0.1): an asyncio/httpx client at concurrency
    1, 2, 4, 8 reports p50/p99 latency and images/s.
 And once: each encoder (PNG, JPEG, WebP at the server's default settings) on a generated image.
@@ -80,25 +81,21 @@ class BarePipeline:
                 ).images
             )
 
-    def throughput(self, runs: int, image_format: str) -> tuple[dict[int, float], dict[int, float]]:
-        """Images/s at each batch size: the pipeline alone, and with each image encoded after it."""
+    def throughput(self, batch: int, runs: int, image_format: str) -> tuple[float, float]:
+        """Images/s at one batch size: the pipeline alone, and with each image encoded after it."""
         from serving.encoding import encode
 
-        alone, encoded = {}, {}
-        for batch in CONCURRENCY:
-            repeats = max(3, runs // (2 * batch))
-            pipeline_s = encode_s = 0.0
-            for run in range(repeats):
-                started = time.perf_counter()
-                images = self.call(batch, 1000 + run * batch)
-                pipeline_s += time.perf_counter() - started
-                started = time.perf_counter()
-                for image in images:
-                    encode(image, image_format, self.settings)
-                encode_s += time.perf_counter() - started
-            alone[batch] = batch * repeats / pipeline_s
-            encoded[batch] = batch * repeats / (pipeline_s + encode_s)
-        return alone, encoded
+        repeats = max(3, runs // (2 * batch))
+        pipeline_s = encode_s = 0.0
+        for run in range(repeats):
+            started = time.perf_counter()
+            images = self.call(batch, 1000 + run * batch)
+            pipeline_s += time.perf_counter() - started
+            started = time.perf_counter()
+            for image in images:
+                encode(image, image_format, self.settings)
+            encode_s += time.perf_counter() - started
+        return batch * repeats / pipeline_s, batch * repeats / (pipeline_s + encode_s)
 
     def encoders(self, runs: int) -> dict[str, float]:
         """Median seconds to encode one generated image in each format."""
@@ -207,18 +204,20 @@ def measure_mode(args: argparse.Namespace, model_dir: Path, backend: str, mode: 
         asyncio.run(drive(base, 1, 2, args.steps, args.format))  # warm the HTTP path
         progress(f"{mode}: server ready (load and warm-up {server_ready_s:.0f}s); {args.pairs} alternating pairs")
         paired = paired_latency(bare, base, args.pairs, args.format)
-        progress(f"{mode}: bare throughput")
-        alone, encoded = bare.throughput(args.runs, args.format)
         encoders = bare.encoders(max(5, args.runs // 3))
-        served, sizes = {}, {}
+        served, sizes, alone, encoded = {}, {}, {}, {}
         for c in CONCURRENCY:
-            progress(f"{mode}: server at concurrency {c}")
+            progress(f"{mode}: bare at batch {c}, server at concurrency {c}, bare again")
+            # Bare before and after the server, averaged: drift on a shared machine hits both alike.
+            before_alone, before_encoded = bare.throughput(c, args.runs, args.format)
             # An untimed wave first, so the timed one sees the server's steady state at this load.
             asyncio.run(drive(base, c, 2 * c, args.steps, args.format))
             before = batch_sizes(base)
             served[c] = asyncio.run(drive(base, c, max(args.runs, 6 * c), args.steps, args.format))
             after = batch_sizes(base)
             sizes[c] = {bound: after[bound] - before.get(bound, 0.0) for bound in after}
+            after_alone, after_encoded = bare.throughput(c, args.runs, args.format)
+            alone[c], encoded[c] = (before_alone + after_alone) / 2, (before_encoded + after_encoded) / 2
     return {
         "mode": mode,
         "backend": backend,
