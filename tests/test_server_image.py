@@ -32,7 +32,12 @@ READY_TIMEOUT_S = 300
 
 def chart_server_container() -> tuple[dict[str, Any], dict[str, Any]]:
     """The server container and pod spec of the sd21-serving Deployment, CPU backend."""
-    objects = render_objects("inf2.xlarge", "dev", "sd21-serving.enabled=true", "sd21-serving.server.backend=cpu")
+    # Timeout and grace period as a slow model needs them (here: the tiny one on a loaded machine),
+    # so the drain test waits for work, not for the clock.
+    objects = render_objects(
+        "inf2.xlarge", "dev", "sd21-serving.enabled=true", "sd21-serving.server.backend=cpu",
+        "sd21-serving.server.requestTimeoutSeconds=1800", "sd21-serving.terminationGracePeriodSeconds=1800",
+    )  # fmt: skip
     [deployment] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("sd21-serving")]
     pod = deployment["spec"]["template"]["spec"]
     [server] = [c for c in pod["containers"] if c["name"] == "server"]

@@ -178,8 +178,11 @@ def test_neuron_pod_is_bound_through_the_extender(cluster: LocalCluster, schedul
         core.create_namespace({"metadata": {"name": namespace}})
         try:
             core.create_namespaced_pod(namespace, neuron_pod("fits", 2))
-            # More cores than the node has: the extender (and the resource fit) must refuse it.
-            core.create_namespaced_pod(namespace, neuron_pod("too-big", 13))
+            # More cores than the instance type has: the chart's admission policy refuses it outright.
+            with pytest.raises(client.exceptions.ApiException) as refused_at_admission:
+                core.create_namespaced_pod(namespace, neuron_pod("too-big", 13))
+            assert refused_at_admission.value.status == 422
+            assert f"{INSTANCE} has at most 12 NeuronCores" in refused_at_admission.value.body
 
             def bound() -> Any:
                 pod = core.read_namespaced_pod("fits", namespace)
@@ -189,6 +192,9 @@ def test_neuron_pod_is_bound_through_the_extender(cluster: LocalCluster, schedul
             assert pod.spec.node_name == node_name(resolve_instance(INSTANCE))
             assert (namespace, "fits", pod.spec.node_name) in scheduling.extender.bound
             assert not scheduling.extender.errors, scheduling.extender.errors
+            # All the type's cores while "fits" holds two: admitted, but the extender (and the
+            # resource fit) must refuse to place it.
+            core.create_namespaced_pod(namespace, neuron_pod("too-big", 12))
 
             def refused() -> Any:
                 condition = pod_condition(core.read_namespaced_pod("too-big", namespace), "PodScheduled")
