@@ -81,9 +81,8 @@ class PanelSpec:
     unit: str = "short"
     kind: str = "timeseries"  # or "stat", "heatmap"
     width: int = 12
-    # Axis bounds: ratios get 0-1 from their unit; soft_max only where a quantity has no natural ceiling.
+    # Axis floor; ratios get 0-1 from their unit. Quantities without a natural ceiling get none.
     minimum: float | None = None
-    soft_max: float | None = None
     # (value from which it applies, colour), ascending; the first entry is the base colour.
     thresholds: tuple[tuple[float | None, str], ...] = ()
     # What an empty panel says (only where empty means "nothing happened").
