@@ -29,7 +29,8 @@ from serving_support import ready_app, uvicorn_server
 from nchart.dashboards import AlertLimits, dashboard_specs, panel_queries
 
 DASHBOARD_DIR = ROOT / "charts/grafana-dashboards/dashboards"
-NEURON_MONITOR_SCRAPE = ROOT.parent / "shared/fixtures/neuron-monitor-inf1.6xlarge.prom"
+# A real neuron-monitor scrape (inf1.6xlarge), kept in the repository so a clone anywhere has it.
+NEURON_MONITOR_SCRAPE = ROOT / "tests/fixtures/neuron-monitor-inf1.6xlarge.prom"
 FIXTURES = ROOT / "tests/fixtures"
 # What Grafana puts in for the template variables: every value of each.
 VARIABLES = {
@@ -171,7 +172,9 @@ def prometheus_unsettled(base: str, targets: int) -> list[str]:
     missing = []
     up = len(query(base, "up == 1")["data"]["result"])
     if up != targets:
-        missing.append(f"{up} of {targets} targets up")
+        active = httpx.get(f"{base}/api/v1/targets").json()["data"]["activeTargets"]
+        errors = {t["labels"]["job"]: t["lastError"] for t in active if t["health"] != "up"}
+        missing.append(f"{up} of {targets} targets up (down: {errors})")
     for traffic in TRAFFIC_SERIES:
         if not query(base, traffic)["data"]["result"]:
             missing.append(traffic)
