@@ -302,10 +302,10 @@ def test_a_lease_not_renewed_and_a_lease_gone(doctor_cluster: LocalCluster, stac
 
 def test_an_extender_without_endpoints(doctor_cluster: LocalCluster, stack: Stack) -> None:
     extender = named(doctor_cluster, "Deployment", "neuron-scheduler")
-    helm_args = ("kubectl", "-n", NAMESPACE, "scale", f"deployment/{extender}")
+    scale = ("kubectl", "-n", NAMESPACE, "scale", f"deployment/{extender}")
     from .support import run_tool
 
-    run_tool(doctor_cluster, *helm_args[0:1], *helm_args[1:], "--replicas=0")
+    run_tool(doctor_cluster, *scale, "--replicas=0")
 
     def found() -> Any:
         code, findings, _ = doctor(doctor_cluster)
@@ -314,7 +314,7 @@ def test_an_extender_without_endpoints(doctor_cluster: LocalCluster, stack: Stac
     code, [finding] = wait_for(found, "the extender reported without endpoints")
     assert code == 3 and "has no ready endpoints" in finding["message"]
     assert finding["fix"] == f"kubectl -n {NAMESPACE} rollout restart deployment/{extender}"
-    run_tool(doctor_cluster, *helm_args[0:1], *helm_args[1:], "--replicas=1")
+    run_tool(doctor_cluster, *scale, "--replicas=1")
     clean(doctor_cluster)
 
 

@@ -763,7 +763,7 @@ def build(spec: DashboardSpec) -> dict[str, Any]:
     """The dashboard as Grafana JSON."""
     from grafana_foundation_sdk.builders import dashboard
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
-    from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefresh, VariableSort
+    from grafana_foundation_sdk.models.dashboard import DashboardLinkType, DataSourceRef, VariableRefresh, VariableSort
 
     builder = (
         dashboard.Dashboard(spec.title)
@@ -791,7 +791,7 @@ def build(spec: DashboardSpec) -> dict[str, Any]:
     for link in spec.links:
         builder = builder.link(
             dashboard.DashboardLink(link.title)
-            .type(_link_type())
+            .type(DashboardLinkType.LINK)
             .url(link.url)
             .keep_time(True)
             .include_vars(False)
@@ -811,12 +811,6 @@ def build(spec: DashboardSpec) -> dict[str, Any]:
             defaults = panel_json.setdefault("fieldConfig", {}).setdefault("defaults", {})
             defaults["links"] = [{"title": link.title, "url": link.url} for link in panel_spec.links]
     return result
-
-
-def _link_type() -> Any:
-    from grafana_foundation_sdk.models.dashboard import DashboardLinkType
-
-    return DashboardLinkType.LINK
 
 
 def render_all(charts_dir: Path) -> dict[str, str]:
