@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools cluster-tools charts prometheus checkov oci-tools image venv venv-serving generate check-generated lint demo test e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
+.PHONY: install install-serving tools cluster-tools charts prometheus checkov oci-tools image venv venv-serving generate check-generated lint demo test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
 
 install: tools venv charts
 
@@ -85,6 +85,10 @@ test: install-serving prometheus checkov cluster-tools image
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
+
+# `make test` three times in a row while two `yes >/dev/null` hogs run (about 95 minutes on 2 cores).
+test-under-load:
+	bash scripts/test-under-load.sh --runs 3 --hogs 2 -- $(MAKE) test
 
 e2e: install cluster-tools
 	$(VENV)/bin/python -m pytest -m e2e
