@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 import yaml
 from conftest import render_objects
+from readiness import wait_until_answers
 
 from nchart.localcluster import free_port
 
@@ -99,16 +99,12 @@ def prometheus(workdir: Path, scrape_configs: list[dict[str, Any]], rules_file: 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/-/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (workdir / "prometheus.log").read_text()
-            assert time.monotonic() < deadline, "prometheus did not become ready"
-            time.sleep(0.1)
+        wait_until_answers(
+            f"{base}/-/ready",
+            "prometheus",
+            timeout_s=120,
+            why_dead=lambda: None if process.poll() is None else (workdir / "prometheus.log").read_text(),
+        )
         yield base
     finally:
         process.terminate()

@@ -7,13 +7,12 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import yaml
 from conftest import ROOT
+from readiness import wait_until_answers
 
 from nchart.localcluster import free_port, stop_process
 
@@ -64,16 +63,12 @@ def local_registry(storage: Path) -> Iterator[str]:
         )
     address = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://{address}/v2/").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the registry did not start: {(storage / 'registry.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_until_answers(
+            f"http://{address}/v2/",
+            "the registry",
+            timeout_s=60,
+            why_dead=lambda: None if process.poll() is None else (storage / "registry.log").read_text()[-2000:],
+        )
         yield address
     finally:
         stop_process(process.pid, "docker-registry")

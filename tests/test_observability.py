@@ -24,6 +24,7 @@ from observability_support import (
     static_exporter,
     write_rules_file,
 )
+from readiness import wait_until_answers
 from serving_support import ready_app, uvicorn_server
 
 from nchart.dashboards import AlertLimits, dashboard_specs, panel_queries
@@ -128,10 +129,7 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
         uvicorn_server(ready_app(tiny_model_dir)) as server_url,
         httpx.Client(base_url=server_url, timeout=60) as client,
     ):
-        deadline = time.monotonic() + 180
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, "model server never became ready"
-            time.sleep(0.1)
+        wait_until_answers(f"{server_url}/ready", "the model server", timeout_s=180)
         assert client.post("/v1/images/generations", json={"prompt": ""}).status_code == 422
         scrape_configs = [
             {

@@ -20,6 +20,7 @@ import pytest
 from conftest import render_objects
 from oci_support import app_version, built_image, podman
 from PIL import Image
+from readiness import wait_until_answers
 from serving_support import metric_value
 
 from nchart.localcluster import free_port
@@ -90,22 +91,25 @@ def running_image(readable_model_dir: Path) -> Iterator[tuple[str, str]]:
     podman("run", "--detach", "--name", name, *podman_run_args(server, pod, readable_model_dir, port), image)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=5).status_code == 200:
-                    break
-                health = httpx.get(f"{base}/health", timeout=5)
-                assert health.status_code == 200, f"{health.json()}:\n{podman('logs', name).stderr[-3000:]}"
-            except httpx.TransportError:
-                pass
-            state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
-            assert state == "running", f"the container is {state}:\n{podman('logs', name).stderr[-3000:]}"
-            assert time.monotonic() < deadline, f"not ready in {READY_TIMEOUT_S}s:\n{podman('logs', name).stderr}"
-            time.sleep(0.5)
+        wait_until_answers(
+            f"{base}/ready", "the server container", READY_TIMEOUT_S, lambda: why_container_failed(name, base), 0.5
+        )
         yield name, base
     finally:
         podman("rm", "--force", "--time", "5", name, check=False)
+
+
+def why_container_failed(name: str, base: str) -> str | None:
+    """The container's state and log once it has stopped or its model failed to load (/health 500)."""
+    state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+    try:
+        health = httpx.get(f"{base}/health", timeout=5)
+        failed_load = health.status_code != 200
+    except httpx.TransportError:
+        failed_load = False  # not listening yet
+    if state == "running" and not failed_load:
+        return None
+    return f"the container is {state}:\n{podman('logs', name).stderr[-3000:]}"
 
 
 def test_the_image_is_labelled_and_runs_as_its_non_root_user() -> None:
