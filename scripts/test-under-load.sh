@@ -4,8 +4,8 @@
 #
 #   scripts/test-under-load.sh [--runs N] [--hogs N] [-- COMMAND...]   default: 3 runs, 2 hogs, make test
 #
-# Each run's output goes to run-<i>.log in $UNDER_LOAD_LOGS (default build/under-load); a line per run says its exit status and
-# seconds. The hogs are stopped by their PIDs on any exit.
+# Each run's output goes to run-<i>.log in $UNDER_LOAD_LOGS (default build/under-load); a line per
+# run says its exit status and seconds. The hogs are stopped by their PIDs on any exit.
 set -euo pipefail
 
 runs=3

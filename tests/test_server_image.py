@@ -104,12 +104,12 @@ def why_container_failed(name: str, base: str) -> str | None:
     state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
     try:
         health = httpx.get(f"{base}/health", timeout=5)
-        failed_load = health.status_code != 200
+        load_error = "" if health.status_code == 200 else f", /health {health.status_code} {health.text[:500]}"
     except httpx.TransportError:
-        failed_load = False  # not listening yet
-    if state == "running" and not failed_load:
+        load_error = ""  # not listening yet
+    if state == "running" and not load_error:
         return None
-    return f"the container is {state}:\n{podman('logs', name).stderr[-3000:]}"
+    return f"the container is {state}{load_error}:\n{podman('logs', name).stderr[-3000:]}"
 
 
 def test_the_image_is_labelled_and_runs_as_its_non_root_user() -> None:
