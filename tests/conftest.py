@@ -12,6 +12,9 @@ from nchart.project import Project, find_project
 from nchart.render import parse_manifests, render
 from nchart.values import value_sources
 
+# Fails the session on any process the tests started and left running (tests/process_guard.py).
+pytest_plugins = ["process_guard"]
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = find_project(ROOT)
 ENVS = PROJECT.environments()

@@ -18,6 +18,7 @@ from conftest import render_objects
 from readiness import wait_until_answers
 
 from nchart.localcluster import free_port
+from nchart.processes import running
 
 RELEASE_JOBS = {
     "neuron-monitor": "eks-neuron-neuron-monitor",
@@ -85,20 +86,18 @@ def prometheus(workdir: Path, scrape_configs: list[dict[str, Any]], rules_file: 
     config_file = workdir / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     port = free_port()
-    log = (workdir / "prometheus.log").open("w")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
+    argv = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    with (
+        (workdir / "prometheus.log").open("w") as log,
+        running("prometheus", argv, timeout_s=30, stdout=log, stderr=subprocess.STDOUT) as (process, _),
+    ):
         wait_until_answers(
             f"{base}/-/ready",
             "prometheus",
@@ -106,10 +105,6 @@ def prometheus(workdir: Path, scrape_configs: list[dict[str, Any]], rules_file: 
             why_dead=lambda: None if process.poll() is None else (workdir / "prometheus.log").read_text(),
         )
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def query(base: str, expr: str) -> dict[str, Any]:

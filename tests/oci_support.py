@@ -14,7 +14,8 @@ import yaml
 from conftest import ROOT
 from readiness import wait_until_answers
 
-from nchart.localcluster import free_port, stop_process
+from nchart.localcluster import free_port
+from nchart.processes import running
 
 OCI_STATE = ROOT / "build" / "oci"
 SERVING_CHART = ROOT / "charts" / "sd21-serving" / "Chart.yaml"
@@ -57,12 +58,17 @@ def local_registry(storage: Path) -> Iterator[str]:
         ),
         encoding="utf-8",
     )
-    with (storage / "registry.log").open("ab") as log:
-        process = subprocess.Popen(
-            [binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     address = f"127.0.0.1:{port}"
-    try:
+    with (
+        (storage / "registry.log").open("ab") as log,
+        running(
+            "docker-registry",
+            [binary, "serve", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ) as (process, _),
+    ):
         wait_until_answers(
             f"http://{address}/v2/",
             "the registry",
@@ -70,5 +76,3 @@ def local_registry(storage: Path) -> Iterator[str]:
             why_dead=lambda: None if process.poll() is None else (storage / "registry.log").read_text()[-2000:],
         )
         yield address
-    finally:
-        stop_process(process.pid, "docker-registry")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from conftest import PROJECT, ROOT, find, render_objects
 
 from nchart.catalog import resolve_instance
 from nchart.errors import NchartError
+from nchart.processes import running
 from nchart.render import parse_manifests, render
 from nchart.values import merged, value_sources
 
@@ -272,19 +274,20 @@ while :; do sleep 0.1; done
 """
 
 
-def start_watchdog(tmp_path: Path) -> subprocess.Popen[str]:
+@pytest.fixture
+def watchdog(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """The watchdog running the stand-in NPD; stopped (with it) when the test ends, however it ends."""
     kmsg = tmp_path / "kmsg"
     kmsg.write_text("")
     fake = tmp_path / "fake-npd.sh"
     fake.write_text(FAKE_NPD)
     env = {**os.environ, "KMSG_PATH": str(kmsg), "CHECK_INTERVAL_S": "0.2", "STATE_DIR": str(tmp_path)}
-    return subprocess.Popen(
-        ["/bin/sh", str(WATCHDOG), "/bin/sh", str(fake)], env=env, stderr=subprocess.PIPE, text=True
-    )
+    argv = ["/bin/sh", str(WATCHDOG), "/bin/sh", str(fake)]
+    with running("npd-watchdog", argv, env=env, stderr=subprocess.PIPE, text=True) as (process, _):
+        yield process
 
 
-def test_watchdog_exits_when_npd_loses_the_kernel_log(tmp_path: Path) -> None:
-    watchdog = start_watchdog(tmp_path)
+def test_watchdog_exits_when_npd_loses_the_kernel_log(tmp_path: Path, watchdog: subprocess.Popen[str]) -> None:
     time.sleep(1)  # a few checks pass while the log is held open
     assert watchdog.poll() is None, watchdog.stderr.read() if watchdog.stderr else ""
     (tmp_path / "close-kmsg").write_text("")
@@ -292,14 +295,12 @@ def test_watchdog_exits_when_npd_loses_the_kernel_log(tmp_path: Path) -> None:
     assert "no longer holds" in (watchdog.stderr.read() if watchdog.stderr else "")
 
 
-def test_watchdog_exits_with_npd_when_it_dies(tmp_path: Path) -> None:
-    watchdog = start_watchdog(tmp_path)
+def test_watchdog_exits_with_npd_when_it_dies(tmp_path: Path, watchdog: subprocess.Popen[str]) -> None:
     (tmp_path / "crash").write_text("")
     assert watchdog.wait(timeout=60) == 7
 
 
-def test_watchdog_passes_sigterm_on_and_exits_cleanly(tmp_path: Path) -> None:
-    watchdog = start_watchdog(tmp_path)
+def test_watchdog_passes_sigterm_on_and_exits_cleanly(watchdog: subprocess.Popen[str]) -> None:
     time.sleep(0.5)
     watchdog.send_signal(signal.SIGTERM)
     assert watchdog.wait(timeout=60) == 0

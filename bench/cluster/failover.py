@@ -75,7 +75,7 @@ def main() -> None:
             cluster = LocalCluster(PROJECT, Path(tmp) / f"cluster-{run}")
             startups.append(cluster.up())
             if run < args.runs - 1:
-                cluster.down()
+                cluster.down_or_fail()
         try:
             values = write_values(Path(tmp) / "prod.yaml", release_values("inf2.24xlarge", "prod"))
             helm(cluster, "install", RELEASE, str(ROOT / "charts" / "eks-neuron"), "-n", NAMESPACE, "-f", str(values))
@@ -100,7 +100,7 @@ def main() -> None:
                 finally:
                     fleet.stop_all()
         finally:
-            cluster.down()
+            cluster.down_or_fail()
     print(f"local control plane and my-scheduler failover, {args.runs} runs each (leaseDuration 15s, retryPeriod 2s)")
     print("| what | median s | min s | max s |")
     print("|---|---:|---:|---:|")

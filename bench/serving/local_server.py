@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+try:
+    from nchart.processes import running
+except ImportError:  # a GPU machine with only the checkout: the module is standard library only
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "tools"))
+    from nchart.processes import running
+
 
 def free_port() -> int:
-    # Not nchart's: the benchmark also runs where only serving/ is on the path (a GPU machine).
+    # Not nchart's localcluster: it needs nchart's dependencies, which a GPU machine lacks.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -35,9 +43,12 @@ def server_process(
     """
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **settings, "SD_HOST": "127.0.0.1", "SD_PORT": str(port)}
-    process = subprocess.Popen([sys.executable, "-m", "serving", "serve"], env=env, **popen)
     base = f"http://127.0.0.1:{port}"
-    try:
+    # SIGTERM drains: up to the drain timeout for the requests it still holds, then SIGKILL.
+    drain_s = float(settings.get("SD_DRAIN_TIMEOUT_S", 60)) + 60
+    with running(
+        "model server", [sys.executable, "-m", "serving", "serve"], signal.SIGTERM, drain_s, env=env, **popen
+    ) as (process, _):
         if while_loading is not None:
             while_loading()
         deadline = time.monotonic() + ready_timeout_s
@@ -53,11 +64,3 @@ def server_process(
                 raise RuntimeError(f"the server was not ready within {ready_timeout_s:.0f}s")
             time.sleep(0.1)
         yield base, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

@@ -14,7 +14,8 @@ import yaml
 from conftest import PROJECT, ROOT
 
 from nchart.catalog import resolve_instance
-from nchart.localcluster import LocalCluster, free_port, stop_process
+from nchart.localcluster import LocalCluster, free_port
+from nchart.processes import ProcessRecord, start_process
 from nchart.values import merged, value_sources
 
 # Bounds that hold on a loaded 2-core machine; the tests assert that things happen, not how fast.
@@ -182,8 +183,8 @@ def pod_condition(pod: Any, kind: str) -> Any:
 class SchedulerProcess:
     name: str
     process: subprocess.Popen[bytes]
+    record: ProcessRecord
     log: Path
-    binary: str
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -192,7 +193,8 @@ class SchedulerProcess:
         return self.process.poll() is None
 
     def stop(self, sig: int) -> None:
-        stop_process(self.process.pid, self.binary, sig)
+        if not self.record.stop(sig):
+            raise AssertionError(f"could not stop {self.record.describe()}")
         self.process.wait(timeout=30)
 
     def acquired(self, lease: str) -> bool:
@@ -252,9 +254,10 @@ class SchedulerFleet:
             f"--authorization-kubeconfig={self.kubeconfig}",
             f"--cert-dir={self.workdir / f'certs-{index}'}",
         ]
+        name = f"my-scheduler-{index}"
         with log.open("wb") as out:
-            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        started = SchedulerProcess(f"my-scheduler-{index}", process, log, self.binary)
+            process, record = start_process(name, args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        started = SchedulerProcess(name, process, record, log)
         self.processes.append(started)
         return started
 

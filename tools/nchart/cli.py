@@ -470,9 +470,14 @@ def cluster_up(ctx: click.Context, state_dir: Path | None) -> None:
 @_state_dir_option
 @click.pass_context
 def cluster_down(ctx: click.Context, state_dir: Path | None) -> None:
-    """Stop every process `nchart cluster up` started, by its PID."""
-    stopped = _local_cluster(ctx, state_dir).down()
+    """Stop every process `nchart cluster up` started, by its PID; exit 5 naming any that would not stop."""
+    stopped, left = _local_cluster(ctx, state_dir).down()
     click.echo(f"stopped {', '.join(stopped)}" if stopped else "no local cluster process was running")
+    if left:
+        raise NchartError(
+            "could not stop " + "; ".join(process.describe() for process in left) + " (still in the state file)",
+            ExitCode.TOOL_FAILED,
+        )
 
 
 @cluster.command("status")

@@ -16,7 +16,6 @@ import datetime
 import ipaddress
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -31,6 +30,7 @@ import yaml
 
 from .catalog import InstanceType, load_catalog
 from .errors import ExitCode, NchartError
+from .processes import ProcessRecord, start_process
 from .project import Project
 
 Progress = Callable[[str], None]
@@ -50,7 +50,6 @@ MAX_PODS = 110
 SYSTEM_NODE = "system-1"
 SYSTEM_NODE_VCPU = 8
 SYSTEM_NODE_MEMORY_GIB = 32
-STOP_TIMEOUT_S = 15
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
@@ -317,51 +316,6 @@ def write_kubeconfig(
     return path
 
 
-# --- processes ---------------------------------------------------------------------------------
-
-
-def _process_alive(pid: int, binary: str) -> bool:
-    """The PID runs `binary` (not a later process that reused the number)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return bool(cmdline) and cmdline[0].decode(errors="replace") == binary
-
-
-def stop_process(pid: int, binary: str, sig: int = signal.SIGTERM, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """Signals one process by its PID, then SIGKILLs it if it outlives the timeout."""
-    if not _process_alive(pid, binary):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-    deadline = time.monotonic() + timeout_s
-    while _process_alive(pid, binary) and time.monotonic() < deadline:
-        _reap(pid)
-        time.sleep(0.05)
-    if _process_alive(pid, binary):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    while _process_alive(pid, binary) and time.monotonic() < deadline + 5:
-        _reap(pid)
-        time.sleep(0.05)
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    # A child of this process lingers as a zombie (still in /proc) until waited for.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-@dataclasses.dataclass
-class RunningProcess:
-    name: str
-    binary: str
-    pid: int
-    log: Path
-
-
 class LocalCluster:
     """The control plane's files live under `state_dir`: pki/, kubeconfigs, logs/, etcd data, state.json."""
 
@@ -369,7 +323,7 @@ class LocalCluster:
         self.project = project
         self.state_dir = state_dir.resolve()
         self.progress = progress
-        self.processes: dict[str, RunningProcess] = {}
+        self.processes: dict[str, ProcessRecord] = {}
         self.ports: dict[str, int] = {}
         self._load_state()
 
@@ -405,8 +359,10 @@ class LocalCluster:
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
             self.ports = dict(state.get("ports", {}))
-            self.processes = {name: RunningProcess(**entry) for name, entry in state.get("processes", {}).items()}
-        except (OSError, ValueError, TypeError, AttributeError) as error:
+            self.processes = {
+                name: ProcessRecord.from_json(entry) for name, entry in state.get("processes", {}).items()
+            }
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as error:
             raise NchartError(
                 f"{path}: not a state file `nchart cluster up` wrote ({error}); stop what it started by hand, "
                 "then remove it",
@@ -414,11 +370,11 @@ class LocalCluster:
             ) from None
 
     def _save_state(self) -> None:
-        state = {"ports": self.ports, "processes": {n: dataclasses.asdict(p) for n, p in self.processes.items()}}
+        state = {"ports": self.ports, "processes": {n: p.to_json() for n, p in self.processes.items()}}
         self._state_file().write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
 
     def running(self) -> list[str]:
-        return [name for name, p in self.processes.items() if _process_alive(p.pid, p.binary)]
+        return [name for name, p in self.processes.items() if p.alive()]
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.logs_dir / f"{name}.log"
@@ -434,13 +390,14 @@ class LocalCluster:
             )
         return str(local)
 
-    def _start(self, name: str, binary: str, args: list[str]) -> RunningProcess:
+    def _start(self, name: str, binary: str, args: list[str]) -> ProcessRecord:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log = self.logs_dir / f"{name}.log"
         with log.open("ab") as out:
             # A session of its own: `nchart cluster up` returns while the control plane keeps running,
             # and a Ctrl-C in the terminal does not reach it.
-            process = subprocess.Popen(
+            _, record = start_process(
+                name,
                 [binary, *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -448,14 +405,13 @@ class LocalCluster:
                 start_new_session=True,
                 cwd=self.state_dir,
             )
-        running = RunningProcess(name, binary, process.pid, log)
-        self.processes[name] = running
+        self.processes[name] = record
         self._save_state()
-        return running
+        return record
 
     def _check_alive(self, name: str) -> None:
         process = self.processes[name]
-        if not _process_alive(process.pid, process.binary):
+        if not process.alive():
             raise NchartError(
                 f"{name} exited during start-up; its log ({process.log}) ends with:\n{self.log_tail(name)}",
                 ExitCode.TOOL_FAILED,
@@ -505,23 +461,37 @@ class LocalCluster:
                 "the default ServiceAccount (controller-manager running)",
             )
         except BaseException:
-            self.down()
+            self.down_or_fail()
             raise
         elapsed = time.monotonic() - started
         self.progress(f"local cluster: up in {elapsed:.1f}s at {self.server}; KUBECONFIG={self.kubeconfig}")
         return elapsed
 
-    def down(self) -> list[str]:
-        """Stops every process this cluster started, by PID, newest first; returns their names."""
-        stopped = []
+    def down(self) -> tuple[list[str], list[ProcessRecord]]:
+        """Stops every process this cluster started, by PID, newest first. Returns the names of those
+        it stopped and the records of any it could not stop (those stay in the state file)."""
+        stopped: list[str] = []
+        left: dict[str, ProcessRecord] = {}
         for name in reversed(list(self.processes)):
             process = self.processes[name]
-            if _process_alive(process.pid, process.binary):
-                stop_process(process.pid, process.binary)
+            if not process.alive():
+                continue
+            if process.stop():
                 stopped.append(name)
-        self.processes = {}
+            else:
+                left[name] = process
+        self.processes = left
         if self.state_dir.is_dir():
             self._save_state()
+        return stopped, list(left.values())
+
+    def down_or_fail(self) -> list[str]:
+        """down(), as an error naming each process that could not be stopped."""
+        stopped, left = self.down()
+        if left:
+            raise NchartError(
+                "could not stop " + "; ".join(process.describe() for process in left), ExitCode.TOOL_FAILED
+            )
         return stopped
 
     def _start_etcd(self, binary: str) -> None:
@@ -769,4 +739,4 @@ def running_cluster(
     try:
         yield cluster
     finally:
-        cluster.down()
+        cluster.down_or_fail()
