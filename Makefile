@@ -30,9 +30,11 @@ prometheus:
 oci-tools:
 	bash scripts/install-oci-tools.sh
 
-# The model server image, cpu target (scripts/build-image.sh; cached layers, wheels from build/wheels).
+# The model server image's cpu target, and the neuron-standin test target on top of it (the Neuron
+# path with a stand-in torch_neuronx); scripts/build-image.sh, cached layers, wheels from build/wheels.
 image: oci-tools venv-serving
 	bash scripts/build-image.sh cpu
+	bash scripts/build-image.sh neuron-standin
 
 # checkov has many pinned dependencies of its own: it lives in a venv apart from the project's.
 CHECKOV_VENV ?= .venv-checkov

@@ -15,14 +15,14 @@ state_dir="$repo_root/build/oci"
 oci_setup "$state_dir"
 
 case "$target" in
-  cpu | cuda) ;;
+  cpu | cuda | neuron-standin) ;;
   neuron)
     echo "build-image: the neuron target builds FROM the Neuron DLC (public.ecr.aws, see Containerfile);" \
       "where that registry is reachable: podman build --target neuron ." >&2
     exit 2
     ;;
   *)
-    echo "build-image: unknown target '$target' (cpu, cuda, neuron)" >&2
+    echo "build-image: unknown target '$target' (cpu, cuda, neuron, neuron-standin)" >&2
     exit 2
     ;;
 esac

@@ -13,9 +13,12 @@ repo_root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$repo_root/.venv/bin/python}
 [[ -x "$python" ]] || python=python3
 mkdir -p "$dest"
+# Both variants: the serving extra, and the Neuron image's library pins (the neuron-standin image).
 requirements=$(mktemp)
-trap 'rm -f "$requirements"' EXIT
+neuron_requirements=$(mktemp)
+trap 'rm -f "$requirements" "$neuron_requirements"' EXIT
 "$python" "$repo_root/scripts/serving-requirements.py" >"$requirements"
+"$python" "$repo_root/scripts/serving-requirements.py" --variant neuron >"$neuron_requirements"
 target=()
 if [[ -n "$python_version" ]]; then
   # Wheels for another Python (the image's), for Linux x86-64.
@@ -25,6 +28,8 @@ if [[ -n "$python_version" ]]; then
 fi
 started=$SECONDS
 before=$(find "$dest" -name '*.whl' | wc -l)
-"$python" -m pip download --quiet --disable-pip-version-check --dest "$dest" "${target[@]}" -r "$requirements"
+for list in "$requirements" "$neuron_requirements"; do
+  "$python" -m pip download --quiet --disable-pip-version-check --dest "$dest" --find-links "$dest" "${target[@]}" -r "$list"
+done
 after=$(find "$dest" -name '*.whl' | wc -l)
 echo "server wheels in $dest: $after ($((after - before)) new) in $((SECONDS - started))s" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The model server's requirements, one per line, from pyproject.toml's `serving` extra (their one
-source), for the server image. `--without NAME` leaves a requirement out (the Neuron image keeps the
-base image's torch)."""
+source), for the server image. `--variant neuron` replaces the pins of [tool.eks-neuron.neuron-image]
+(the AWS sample's library versions) and adds the ones the extra lacks. `--without NAME` leaves a
+requirement out (the Neuron image keeps the base image's torch)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ def requirement_name(requirement: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--without", action="append", default=[], metavar="NAME", help="Leave this one out.")
+    parser.add_argument("--variant", choices=["default", "neuron"], default="default", help="Which image's pins.")
     args = parser.parse_args()
-    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    pyproject = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+    project = pyproject["project"]
     shared = [r for r in project["dependencies"] if requirement_name(r) in SHARED]
     requirements = [*shared, *project["optional-dependencies"]["serving"]]
+    if args.variant == "neuron":
+        pins = {requirement_name(r): r for r in pyproject["tool"]["eks-neuron"]["neuron-image"]["pins"]}
+        requirements = [pins.pop(requirement_name(r), r) for r in requirements] + list(pins.values())
     left_out = {name.lower() for name in args.without}
     unknown = left_out - {requirement_name(r) for r in requirements}
     if unknown:

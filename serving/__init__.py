@@ -1,3 +1,3 @@
 """Stable Diffusion 2.1 model server for eks-neuron: Neuron (torch-neuronx), CUDA and CPU backends."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -1,4 +1,5 @@
-"""eks-neuron-serve: run the server, compile for Neuron, pack for S3, build random test models."""
+"""eks-neuron-serve: run the server, compile for Neuron, pack, upload and fetch the model, build
+random test models."""
 
 from __future__ import annotations
 
@@ -19,16 +20,20 @@ class ExitCode(enum.IntEnum):
 
 class ServeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from .artefacts import FetchError
         from .neuron import NeuronUnavailable
         from .pipeline import ModelLoadError
 
         try:
             return super().invoke(ctx)
         except NeuronUnavailable as error:
-            click.echo(f"serving: error: {error}", err=True)
+            click.echo(f"eks-neuron-serve: error: {error}", err=True)
             ctx.exit(int(ExitCode.NEURON_UNAVAILABLE))
+        except FetchError as error:
+            click.echo(f"eks-neuron-serve: error: {error}", err=True)
+            ctx.exit(int(ExitCode.FAILURE))
         except (ModelLoadError, FileNotFoundError, ValueError) as error:
-            click.echo(f"serving: error: {error}", err=True)
+            click.echo(f"eks-neuron-serve: error: {error}", err=True)
             ctx.exit(int(ExitCode.USAGE))
 
 
@@ -80,6 +85,23 @@ def serve(host: str | None, port: int | None) -> None:
     help="neuron: torch_neuronx.trace; jit: torch.jit.trace (same layout, runs anywhere; for development).",
 )
 @click.option(
+    "--target",
+    type=click.Choice(["inf2", "trn1", "trn1n", "trn2"]),
+    help="Neuron tracer: the instance family the model will run on (neuronx-cc --target). Tracing runs on "
+    "CPU, so the compile needs no NeuronCore.",
+)
+@click.option(
+    "--logical-nc-config",
+    type=click.Choice(["1", "2"]),
+    help="trn2 only: NeuronCores per logical core, as the nodes run (default 2, the runtime's default).",
+)
+@click.option(
+    "--attention",
+    type=click.Choice(["sdpa", "bmm", "nki"]),
+    help="How the UNet computes attention: bmm (the Neuron default: the AWS sample's fused softmax), nki (the "
+    "sample's NKI kernel; needs neuronx-cc) or sdpa (diffusers' default; the jit default).",
+)
+@click.option(
     "--cores",
     type=click.IntRange(min=1),
     default=2,
@@ -92,17 +114,41 @@ def serve(host: str | None, port: int | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also pack the result into this tarball (+ .sha256).",
 )
-def compile_command(model_dir: Path, out: Path, tracer: str, cores: int, tarball: Path | None) -> None:
+def compile_command(
+    model_dir: Path,
+    out: Path,
+    tracer: str,
+    target: str | None,
+    logical_nc_config: str | None,
+    attention: str | None,
+    cores: int,
+    tarball: Path | None,
+) -> None:
     """Trace the text encoder, UNet, VAE decoder and post_quant_conv; write the layout the server loads."""
+    # The sample sets this before torch_neuronx is imported: the compiler fuses the attention softmax.
+    os.environ.setdefault("NEURON_FUSE_SOFTMAX", "1")
     from .artefacts import pack
-    from .neuron import compile_pipeline, import_torch_neuronx
+    from .neuron import CompileTarget, compile_pipeline, import_torch_neuronx
 
     if tracer == "auto":
         import_torch_neuronx()  # auto means Neuron; say so plainly where it is missing
         tracer = "neuron"
-    manifest = compile_pipeline(model_dir, out, tracer, cores)
+    if tracer == "neuron" and target is None:
+        raise click.UsageError(
+            "--tracer neuron needs --target (inf2, trn1, trn1n or trn2): the instance family the model runs on"
+        )
+    if tracer == "jit" and (target or logical_nc_config):
+        raise click.UsageError("--target and --logical-nc-config are for --tracer neuron")
+    if logical_nc_config and target != "trn2":
+        raise click.UsageError(f"--logical-nc-config is for --target trn2 (NeuronCore-v3), not {target}")
+    compile_target = CompileTarget.of(target, int(logical_nc_config) if logical_nc_config else None) if target else None
+    manifest = compile_pipeline(model_dir, out, tracer, cores, compile_target, attention)
+    where = f", {manifest['target']}" + (
+        f" LNC={manifest['logical_nc_config']}" if manifest["logical_nc_config"] else ""
+    )
     click.echo(
-        f"compiled {model_dir} -> {out} ({manifest['tracer']}, {manifest['image_size'][0]}x{manifest['image_size'][1]})"
+        f"compiled {model_dir} -> {out} ({manifest['tracer']}{where if manifest['target'] else ''}, "
+        f"{manifest['image_size'][0]}x{manifest['image_size'][1]}, attention {manifest['attention']})"
     )
     if tarball is not None:
         digest = pack(out, tarball)
@@ -117,6 +163,46 @@ def pack_command(model_dir: Path, out: Path) -> None:
     from .artefacts import pack
 
     click.echo(f"packed {out} sha256 {pack(model_dir, out)}")
+
+
+@cli.command("fetch-model")
+@click.option("--uri", envvar="MODEL_S3_URI", default="", help="S3 URI of the model tarball (default: $MODEL_S3_URI).")
+@click.option(
+    "--sha256",
+    envvar="MODEL_SHA256",
+    default="",
+    help="Its expected sha256 (default: $MODEL_SHA256; empty: read <uri>.sha256).",
+)
+@click.option(
+    "--model-dir",
+    envvar="MODEL_DIR",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to unpack it (default: $MODEL_DIR).",
+)
+@click.option(
+    "--work-dir",
+    envvar="WORK_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Scratch space for the download (default: $WORK_DIR, else MODEL_DIR/.download).",
+)
+def fetch_model_command(uri: str, sha256: str, model_dir: Path, work_dir: Path | None) -> None:
+    """Download the model tarball from S3, verify its sha256, unpack it (the chart's initContainer)."""
+    from .artefacts import fetch_model
+
+    fetch_model(uri, model_dir, sha256, work_dir, say=click.echo)
+
+
+@cli.command("upload-model")
+@click.option(
+    "--file", "tarball", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The packed tarball."
+)
+@click.option("--uri", envvar="MODEL_S3_URI", default="", help="S3 URI to upload it to (default: $MODEL_S3_URI).")
+def upload_model_command(tarball: Path, uri: str) -> None:
+    """Upload a packed tarball to S3, then its .sha256 beside it (the chart's compile Job)."""
+    from .artefacts import upload_model
+
+    upload_model(tarball, uri, say=click.echo)
 
 
 @cli.command("build-random-model")

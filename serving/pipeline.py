@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .neuron import attach_traced_modules, neuron_available, read_manifest
+from .neuron import ArtefactMismatch, attach_traced_modules, neuron_available, read_manifest
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,9 @@ def load_generator(
     if compile_mode != "off" and chosen != "cuda":
         raise ModelLoadError(f"SD_COMPILE={compile_mode} is for the cuda backend; the backend is {chosen}")
 
-    dtype = torch.float16 if chosen == "cuda" else torch.float32
+    # On Neuron, what stays on the host (the pipeline's own copies of the parts the traced ones
+    # replace, while loading) in bf16 as the sample loads it: half the memory of fp32 per replica.
+    dtype = {"cuda": torch.float16, "neuron": torch.bfloat16}.get(chosen, torch.float32)
     try:
         pipeline = StableDiffusionPipeline.from_pretrained(
             model_dir, torch_dtype=dtype, local_files_only=True, safety_checker=None, requires_safety_checker=False
@@ -195,7 +197,10 @@ def load_generator(
             batch_sizes = padded_batch_sizes(max_batch_size)
     elif manifest is not None and (chosen == "neuron" or manifest["tracer"] == "jit"):
         # The Neuron code path; jit-traced artefacts run it on CPU.
-        attach_traced_modules(pipeline, model_dir, manifest, neuron_cores)
+        try:
+            attach_traced_modules(pipeline, model_dir, manifest, neuron_cores)
+        except ArtefactMismatch as error:
+            raise ModelLoadError(f"{model_dir}: {error}") from error
         traced = True
     log.info("loaded %s on %s (traced sub-models: %s, compile: %s)", model_dir, chosen, traced, compile_mode)
     return ImageGenerator(pipeline, chosen, traced, batch_sizes, compile_mode)

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import render_objects
+from conftest import ROOT, render_objects
 from oci_support import app_version, built_image, podman
 from PIL import Image
 from readiness import wait_until_answers
@@ -31,12 +31,12 @@ ROUTE = "/v1/images/generations"
 READY_TIMEOUT_S = 300
 
 
-def chart_server_container() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The server container and pod spec of the sd21-serving Deployment, CPU backend."""
+def chart_server_container(backend: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The server container and pod spec of the sd21-serving Deployment for a backend."""
     # Timeout and grace period as a slow model needs them (here: the tiny one on a loaded machine),
     # so the drain test waits for work, not for the clock.
     objects = render_objects(
-        "inf2.xlarge", "dev", "sd21-serving.enabled=true", "sd21-serving.server.backend=cpu",
+        "inf2.xlarge", "dev", "sd21-serving.enabled=true", f"sd21-serving.server.backend={backend}",
         "sd21-serving.server.requestTimeoutSeconds=1800", "sd21-serving.terminationGracePeriodSeconds=1800",
     )  # fmt: skip
     [deployment] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("sd21-serving")]
@@ -166,3 +166,92 @@ def test_sigterm_finishes_the_requests_taken_then_exits_0(running_image: tuple[s
     assert answers == [200] * 6, answers
     exit_code = podman("wait", name, timeout=300).stdout.strip()
     assert exit_code == "0", podman("logs", name).stderr[-3000:]
+
+
+# --- the Neuron path, through the neuron-standin image -------------------------------------------
+
+# What the device plugin gives an inf2.xlarge pod asking for 2 NeuronCores (its Allocate answer sets
+# NEURON_RT_VISIBLE_CORES); NEURON_STANDIN_INSTANCE_TYPE tells the stand-in which hardware it is on.
+INF2_NODE_ENV = {"NEURON_STANDIN_INSTANCE_TYPE": "inf2.xlarge", "NEURON_RT_VISIBLE_CORES": "0-1"}
+
+
+def containerfile_env(target: str) -> str:
+    """The ENV instruction of a Containerfile target, as written."""
+    text = (ROOT / "Containerfile").read_text(encoding="utf-8")
+    stage = text.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+    return stage[stage.index("ENV ") : stage.index("\nUSER ")]
+
+
+def test_the_standin_image_has_the_neuron_images_environment() -> None:
+    assert containerfile_env("neuron-standin") == containerfile_env("neuron")
+    assert "NEURON_FUSE_SOFTMAX=1" in containerfile_env("neuron") and "SD_BACKEND=neuron" in containerfile_env("neuron")
+    config = json.loads(podman("image", "inspect", built_image("neuron-standin")).stdout)[0]["Config"]
+    assert config["User"] == "65532:65532" and config["Entrypoint"] == ["eks-neuron-serve"]
+    # The Neuron image's library pins, not the cpu image's.
+    versions = podman(
+        "run", "--rm", "--entrypoint", "python3", built_image("neuron-standin"), "-c",
+        "import diffusers, transformers; print(diffusers.__version__, transformers.__version__)",
+    ).stdout.split()  # fmt: skip
+    assert versions == ["0.29.2", "4.42.3"]
+
+
+@pytest.fixture(scope="module")
+def standin_compiled_model(readable_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model compiled in the neuron-standin image by the compile Job's own command."""
+    objects = render_objects(
+        "inf2.xlarge",
+        "dev",
+        "sd21-serving.compileJob.enabled=true",
+        "sd21-serving.compileJob.sourceS3Uri=s3://m/s.tar.gz",
+    )
+    [job] = [o for o in objects if o["kind"] == "Job"]
+    [compile_step] = [c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "compile"]
+    work = tmp_path_factory.mktemp("standin-compile")
+    work.chmod(0o777)
+    options = [
+        "--rm",
+        "--user",
+        "65532:65532",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--tmpfs",
+        "/tmp:rw,size=1g,mode=1777",
+    ]
+    options += ["--volume", f"{readable_model_dir}:/work/source:ro", "--volume", f"{work}:/work"]
+    for variable in compile_step["env"]:
+        options += ["--env", f"{variable['name']}={variable['value']}"]
+    command = compile_step["command"]
+    podman("run", *options, "--entrypoint", command[0], built_image("neuron-standin"), *command[1:], timeout=900)
+    compiled = work / "compiled"
+    assert json.loads((compiled / "neuron" / "manifest.json").read_text())["target"] == "inf2"
+    assert (work / "model.tar.gz.sha256").is_file()
+    for path in [compiled, *compiled.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return compiled
+
+
+def test_the_neuron_image_serves_the_compiled_model_as_the_chart_runs_it(standin_compiled_model: Path) -> None:
+    server, pod = chart_server_container("neuron")
+    assert server["image"].endswith(f"sd21-serving:{app_version()}"), server["image"]  # the neuron image: no suffix
+    assert {e["name"]: e.get("value") for e in server["env"]}["SD_BACKEND"] == "neuron"
+    port = free_port()
+    name = f"sd21-serving-standin-{port}"
+    node = [arg for key, value in INF2_NODE_ENV.items() for arg in ("--env", f"{key}={value}")]
+    args = podman_run_args(server, pod, standin_compiled_model, port)
+    podman("run", "--detach", "--name", name, *node, *args, built_image("neuron-standin"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(
+            f"{base}/ready",
+            "the neuron server container",
+            READY_TIMEOUT_S,
+            lambda: why_container_failed(name, base),
+            0.5,
+        )
+        assert httpx.get(f"{base}/ready").json() == {"status": "ready", "backend": "neuron"}
+        response = httpx.post(f"{base}{ROUTE}", json={"prompt": "a harbour", "steps": 2, "seed": 4}, timeout=300)
+        assert response.status_code == 200, response.text
+        assert Image.open(io.BytesIO(response.content)).size == (64, 64)
+    finally:
+        podman("rm", "--force", "--time", "5", name, check=False)

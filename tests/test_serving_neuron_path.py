@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 from serving_support import ready_app, ready_client
 
-from serving.artefacts import pack, unpack
+from serving.artefacts import UnsafeArchive, pack, unpack
 from serving.cli import cli
 from serving.neuron import NEURON_DIR, TracedTextEncoder, TracedUNet, neuron_available
 from serving.pipeline import BatchKey, ImageRequest, ModelLoadError, load_generator
@@ -22,7 +22,9 @@ from serving.pipeline import BatchKey, ImageRequest, ModelLoadError, load_genera
 
 def test_compile_writes_the_artefact_layout(traced_model_dir: Path) -> None:
     manifest = json.loads((traced_model_dir / NEURON_DIR / "manifest.json").read_text())
-    assert manifest["tracer"] == "jit" and manifest["format"] == 1
+    assert manifest["tracer"] == "jit" and manifest["format"] == 2
+    assert manifest["target"] is None and manifest["compiler_args"] == {} and manifest["attention"] == "sdpa"
+    assert set(manifest["dtypes"].values()) == {"float32"}  # the jit tracer runs on CPU, in fp32
     assert manifest["image_size"] == [64, 64]
     assert manifest["latent_shape"] == [1, 4, 32, 32]
     assert manifest["text_max_length"] == 77 and manifest["unet_cores"] == 2
@@ -56,6 +58,49 @@ def test_server_runs_on_the_traced_artefacts(traced_model_dir: Path) -> None:
         assert response.status_code == 200
         assert Image.open(io.BytesIO(response.content)).size == (64, 64)
         assert 'traced="true"' in client.get("/metrics").text
+
+
+def test_the_bmm_attention_the_compiler_fuses_computes_what_diffusers_does(tiny_model_dir: Path) -> None:
+    """The sample's attention scores (bmm, softmax over the transposed product for self-attention)
+    are a layout change for the compiler, not a different model: the UNet's output is the same."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from serving.neuron import set_unet_attention
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_model_dir / "unet").eval()
+    torch.manual_seed(0)
+    sample, states = torch.randn(2, 4, 32, 32), torch.randn(2, 77, 32)
+    timestep = torch.tensor([500.0, 20.0])
+    with torch.no_grad():
+        expected = unet(sample, timestep, states).sample
+        set_unet_attention(unet, "bmm")
+        got = unet(sample, timestep, states).sample
+    assert not torch.equal(got, expected)  # another code path ran
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4), (got - expected).abs().max()
+
+
+def test_a_jit_compile_with_the_neuron_attention_matches_eager(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from serving.neuron import compile_pipeline
+
+    manifest = compile_pipeline(tiny_model_dir, tmp_path / "bmm", "jit", cores=2, attention="bmm")
+    assert manifest["attention"] == "bmm"
+    traced = load_generator(tmp_path / "bmm", "cpu")
+    eager = load_generator(tiny_model_dir, "cpu")
+    key, requests = BatchKey(steps=3, guidance_scale=7.5), [ImageRequest("a bridge", "", 5)]
+    [a], [b] = traced.generate(key, requests), eager.generate(key, requests)
+    assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max() <= 2
+
+
+def test_an_older_manifest_is_a_load_error_that_says_recompile(traced_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(traced_model_dir, old)
+    manifest_file = old / NEURON_DIR / "manifest.json"
+    manifest_file.write_text(json.dumps({**json.loads(manifest_file.read_text()), "format": 1}))
+    with pytest.raises(ModelLoadError, match="manifest format 1, this server reads 2; compile the model again"):
+        load_generator(old, "cpu")
 
 
 def test_neuron_backend_without_neuron_is_a_clear_error(tiny_model_dir: Path, traced_model_dir: Path) -> None:
@@ -109,6 +154,35 @@ def test_unpack_refuses_a_wrong_digest_and_escaping_paths(tiny_model_dir: Path, 
         info = tarfile.TarInfo("../escape.txt")
         info.size = 2
         archive.addfile(info, io.BytesIO(b"hi"))
-    with pytest.raises(tarfile.OutsideDestinationError):
+    with pytest.raises(UnsafeArchive, match="outside"):
         unpack(evil, tmp_path / "out2")
     assert not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.parametrize("python", ["with tarfile's data filter", "without it (Python before 3.11.4)"])
+def test_extraction_refuses_what_the_data_filter_refuses(
+    tmp_path: Path, python: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if python.startswith("without"):
+        monkeypatch.delattr(tarfile, "data_filter")
+    for name, kind, message in (
+        ("../up.txt", tarfile.REGTYPE, "outside"),
+        ("link", tarfile.SYMTYPE, "link|plain file"),
+    ):
+        evil = tmp_path / f"{kind!r}.tar.gz"
+        with tarfile.open(evil, "w:gz") as archive:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            info.size = 0 if kind == tarfile.SYMTYPE else 2
+            archive.addfile(info, io.BytesIO(b"hi") if kind == tarfile.REGTYPE else None)
+        with pytest.raises(UnsafeArchive, match=message):
+            unpack(evil, tmp_path / "out")
+    assert not (tmp_path / "up.txt").exists() and not (tmp_path / "out" / "link").exists()
+    good = tmp_path / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as archive:
+        info = tarfile.TarInfo("sub/file.txt")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"ok"))
+    unpack(good, tmp_path / "good")
+    assert (tmp_path / "good" / "sub" / "file.txt").read_text() == "ok"

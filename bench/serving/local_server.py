@@ -29,6 +29,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ModelLoadFailed(RuntimeError):
+    """The server runs, but its model failed to load (its /ready says failed)."""
+
+
 @contextlib.contextmanager
 def server_process(
     settings: dict[str, str],
@@ -54,8 +58,11 @@ def server_process(
         deadline = time.monotonic() + ready_timeout_s
         while True:
             try:
-                if httpx.get(f"{base}/ready").status_code == 200:
+                ready = httpx.get(f"{base}/ready")
+                if ready.status_code == 200:
                     break
+                if ready.json().get("status") == "failed":  # the model did not load: /health says why
+                    raise ModelLoadFailed(httpx.get(f"{base}/health").json().get("error", "no reason given"))
             except httpx.TransportError:
                 pass
             if process.poll() is not None:

@@ -1,3 +1,3 @@
 """nchart: renders, lints and drives the eks-neuron charts for a Neuron instance type."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
