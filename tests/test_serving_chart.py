@@ -11,6 +11,7 @@ from conftest import ENVS, INSTANCES, ROOT, find, find_all, render_objects
 from nchart.catalog import load_catalog
 from nchart.cli import cli
 from nchart.errors import ExitCode, NchartError
+from nchart.sizing import pod_capacity
 
 CATALOG = load_catalog()
 SERVING_INSTANCES = [name for name in INSTANCES if CATALOG[name].core_version != "NC-v1"]
@@ -63,7 +64,10 @@ def test_scheduler_tolerations_probes_and_init(env: str, instance: str) -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     (init,) = pod["initContainers"]
-    assert init["command"] == ["/bin/sh", "/scripts/fetch-model.sh"]
+    # The fetch runs in the server's own image (the AWS CLI image has no tar: aws/aws-cli#5106).
+    assert init["command"] == ["eks-neuron-serve", "fetch-model"]
+    assert init["image"] == container["image"] and "aws-cli" not in init["image"]
+    assert not any("configMap" in volume for volume in pod["volumes"])
     init_env = {e["name"]: e["value"] for e in init["env"]}
     assert init_env["MODEL_S3_URI"] == f"s3://eks-neuron-{env}-models/sd21-512/model.tar.gz"
     mounts = {m["name"]: m for m in container["volumeMounts"]}
@@ -303,3 +307,117 @@ def test_compiled_cuda_and_encodings_reach_the_server() -> None:
     assert "/tmp" in mounts
     eager = {e["name"] for e in server(render_objects("inf2.xlarge", "dev"))[1]["env"]}
     assert "SD_COMPILE" not in eager and "TRITON_CACHE_DIR" not in eager
+
+
+# --- the compile Job --------------------------------------------------------------------------
+
+COMPILE_JOB = (
+    "sd21-serving.compileJob.enabled=true",
+    "sd21-serving.compileJob.sourceS3Uri=s3://models/sd21/source.tar.gz",
+)
+NEURON_RESOURCES = ("aws.amazon.com/neuron", "aws.amazon.com/neuroncore", "aws.amazon.com/neurondevice")
+PLACEMENTS = {
+    "the compile NodePool": (),
+    "the default node (no Karpenter)": ("sd21-serving.karpenter.enabled=false",),
+    "the serving type, chosen by the user": ("SERVING_TYPE",),
+}
+
+
+def compile_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod: dict[str, Any] = find(objects, "Job", "sd21-serving-compile")["spec"]["template"]["spec"]
+    return pod
+
+
+def memory_mib(value: str) -> float:
+    return quantity(value) / 2**20
+
+
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+@pytest.mark.parametrize("instance", SERVING_INSTANCES)
+def test_the_compile_job_fits_where_it_is_placed_or_is_refused_naming_the_key(instance: str, placement: str) -> None:
+    """Tracing runs on the CPU: the Job asks for no Neuron device or core, is not pinned to the serving
+    type unless the user pins it, uses the default scheduler, and asks for no more than its node gives."""
+    sets = [
+        f"sd21-serving.compileJob.nodeSelector.node\\.kubernetes\\.io/instance-type={instance}"
+        if s == "SERVING_TYPE"
+        else s
+        for s in PLACEMENTS[placement]
+    ]
+    try:
+        objects = render_objects(instance, "prod", *COMPILE_JOB, *sets)
+    except NchartError as error:
+        # Only a node too small for the compile may refuse it, and the message says which key to change.
+        _, memory = pod_capacity(CATALOG[instance])
+        assert placement == "the serving type, chosen by the user" and memory < 64 * 1024, error.message
+        assert f"but {instance} from compileJob.nodeSelector gives pods" in error.message
+        assert "(compileJob.resources.requests)" in error.message
+        return
+    pod = compile_pod(objects)
+    containers = [*pod["initContainers"], *pod["containers"]]
+    for c in containers:
+        asked = {**c["resources"].get("requests", {}), **c["resources"].get("limits", {})}
+        assert not set(asked) & set(NEURON_RESOURCES), (c["name"], asked)
+        assert "aws-cli" not in c["image"]
+    assert "schedulerName" not in pod  # nothing for the Neuron extender to place
+    compile_step = next(c for c in pod["initContainers"] if c["name"] == "compile")
+    command = compile_step["command"]
+    assert command[command.index("--target") + 1] == CATALOG[instance].compiler_target
+    assert ("--logical-nc-config" in command) == (CATALOG[instance].compiler_target == "trn2")
+    requests = compile_step["resources"]["requests"]
+    selected = pod["nodeSelector"].get("node.kubernetes.io/instance-type")
+    if placement == "the compile NodePool":
+        assert pod["nodeSelector"] == {"eks-neuron/node-pool": "compile"}
+        pool = find(objects, "NodePool", "sd21-serving-compile")["spec"]["template"]
+        assert pool["metadata"]["labels"] == pod["nodeSelector"]
+        for taint in pool["spec"]["taints"]:
+            assert any(t["key"] == taint["key"] and t["effect"] == taint["effect"] for t in pod["tolerations"]), taint
+        return
+    assert selected == ("inf2.8xlarge" if placement.startswith("the default") else instance)
+    cpu, memory = pod_capacity(CATALOG[selected])
+    assert quantity(requests["cpu"]) * 1000 <= cpu and memory_mib(requests["memory"]) <= memory
+    assert any(t["key"] == "aws.amazon.com/neuron" for t in pod["tolerations"])
+
+
+def test_the_compile_job_takes_its_target_from_the_serving_type_or_asks_for_one() -> None:
+    from nchart.project import find_project
+    from nchart.render import render
+    from nchart.values import ValuesSource
+
+    job = {"enabled": True, "sourceS3Uri": "s3://b/src.tar.gz"}
+    base = {"sd21-serving": {"enabled": True, "model": {"s3Uri": "s3://b/m.tar.gz"}, "compileJob": job}}
+    with pytest.raises(NchartError) as caught:
+        render(find_project(ROOT), [ValuesSource("plain helm values", base)])
+    assert "sd21-serving: compileJob.target: say which Neuron instance family" in caught.value.message
+    with pytest.raises(NchartError) as caught:
+        render_objects("inf2.xlarge", "dev", *COMPILE_JOB, "sd21-serving.compileJob.target=trn1")
+    assert (
+        "compileJob.target is trn1, but the release serves on inf2.xlarge (neuronx-cc --target inf2)"
+        in caught.value.message
+    )
+    objects = render_objects("inf2.24xlarge", "prod", *COMPILE_JOB, "sd21-serving.compileJob.attention=nki")
+    command = next(c for c in compile_pod(objects)["initContainers"] if c["name"] == "compile")["command"]
+    assert command[command.index("--attention") + 1] == "nki"
+    assert command[-4:] == ["--cores", "2", "--pack", "/work/model.tar.gz"]
+
+
+def test_the_compile_job_fetches_and_uploads_with_the_servers_image() -> None:
+    objects = render_objects("inf2.24xlarge", "prod", *COMPILE_JOB, "sd21-serving.compileJob.sourceSha256=" + "a" * 64)
+    pod = compile_pod(objects)
+    _, container = server(objects)
+    steps = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+    assert list(steps) == ["fetch-source", "compile", "upload"]
+    assert {c["image"] for c in steps.values()} == {container["image"]}
+    fetch_env = {e["name"]: e["value"] for e in steps["fetch-source"]["env"]}
+    assert steps["fetch-source"]["command"] == ["eks-neuron-serve", "fetch-model"]
+    assert fetch_env == {
+        "MODEL_S3_URI": "s3://models/sd21/source.tar.gz",
+        "MODEL_SHA256": "a" * 64,
+        "MODEL_DIR": "/work/source",
+        "WORK_DIR": "/work/download",
+    }
+    assert steps["upload"]["command"] == ["eks-neuron-serve", "upload-model", "--file", "/work/model.tar.gz"]
+    assert {e["name"]: e["value"] for e in steps["upload"]["env"]} == {
+        "MODEL_S3_URI": "s3://eks-neuron-prod-models/sd21-512/model.tar.gz"
+    }
+    assert {e["name"]: e["value"] for e in steps["compile"]["env"]}["NEURON_FUSE_SOFTMAX"] == "1"
+    assert pod["volumes"][0] == {"name": "work", "emptyDir": {"sizeLimit": "40Gi"}}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import PROJECT, ROOT, find, render_objects
+from conftest import PROJECT, ROOT, find, find_all, render_objects
 
 from nchart.catalog import resolve_instance
 from nchart.errors import NchartError
@@ -23,9 +23,9 @@ from nchart.render import parse_manifests, render
 from nchart.values import merged, value_sources
 
 
-def container(objects: list[dict[str, Any]], kind: str, suffix: str, name: str) -> dict[str, Any]:
+def container(objects: list[dict[str, Any]], kind: str, suffix: str, name: str, init: bool = False) -> dict[str, Any]:
     pod = find(objects, kind, suffix)["spec"]["template"]["spec"]
-    return next(c for c in pod["containers"] if c["name"] == name)
+    return next(c for c in pod["initContainers" if init else "containers"] if c["name"] == name)
 
 
 def env_of(spec: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +99,22 @@ def test_my_scheduler_follows_the_cluster_version(kube_version: str) -> None:
     )
 
 
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_the_extender_runs_as_upstream_one_replica_replaced_with_recreate(env: str) -> None:
+    """Upstream (the official chart, k8s-neuron-scheduler-eks.yml) runs one extender with Recreate: two
+    binding at once may hand out the same cores. Two replicas are an opt-in that rolls and has a PDB."""
+    objects = render_objects("inf2.24xlarge", env)
+    extender = find(objects, "Deployment", "neuron-scheduler")["spec"]
+    assert extender["replicas"] == 1 and extender["strategy"] == {"type": "Recreate"}
+    assert not [
+        p for p in find_all(objects, "PodDisruptionBudget") if p["metadata"]["name"].endswith("neuron-scheduler")
+    ]
+    opted_in = render_objects("inf2.24xlarge", env, "neuron-scheduler.replicaCount=2")
+    extender = find(opted_in, "Deployment", "neuron-scheduler")["spec"]
+    assert extender["replicas"] == 2 and "strategy" not in extender
+    assert find(opted_in, "PodDisruptionBudget", "neuron-scheduler")["spec"]["minAvailable"] == 1
+
+
 def test_my_scheduler_image_stays_overridable() -> None:
     objects = render_objects(
         "inf2.xlarge",
@@ -112,6 +128,11 @@ def test_my_scheduler_image_stays_overridable() -> None:
 
 # --- catalog: trn2, LNC, SageMaker names ------------------------------------------------------
 
+COMPILE_JOB = (
+    "sd21-serving.compileJob.enabled=true",
+    "sd21-serving.compileJob.sourceS3Uri=s3://models/sd21/source.tar.gz",
+)
+
 
 @pytest.mark.parametrize("lnc,cores,replicas", [(None, 64, 32), (2, 64, 32), (1, 128, 64)])
 def test_logical_neuroncore_config_sets_the_core_math(lnc: int | None, cores: int, replicas: int) -> None:
@@ -120,8 +141,19 @@ def test_logical_neuroncore_config_sets_the_core_math(lnc: int | None, cores: in
     server = container(objects, "Deployment", "sd21-serving", "server")
     assert env_of(server)["NEURON_LOGICAL_NC_CONFIG"] == str(lnc or 2)
     assert server["resources"]["requests"]["aws.amazon.com/neuroncore"] == 2
+    # Where the Neuron EKS guide writes it and the device plugin reads it (through its /opt/aws mount).
     user_data = find(objects, "EC2NodeClass", "")["spec"]["userData"]
-    assert f'echo "NEURON_LOGICAL_NC_CONFIG={lnc or 2}" >> /etc/environment' in user_data
+    assert f"printf 'NEURON_LOGICAL_NC_CONFIG=%s\\n' \"{lnc or 2}\" > /opt/aws/neuron/logical_nc_config" in user_data
+    assert "/etc/environment" not in user_data
+    plugin = find(objects, "DaemonSet", "neuron-device-plugin")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in plugin["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v.get("hostPath", {}).get("path") for v in plugin["volumes"]}
+    assert volumes[mounts["/opt/aws"]] == "/opt/aws"
+    # The compiler joins cores as the nodes and the runtime do.
+    compiled = render_objects("trn2.48xlarge", "dev", *sets, *COMPILE_JOB)
+    compile_command = container(compiled, "Job", "compile", "compile", init=True)["command"]
+    assert compile_command[compile_command.index("--target") + 1] == "trn2"
+    assert compile_command[compile_command.index("--logical-nc-config") + 1] == str(lnc or 2)
     notes = render_objects("trn2.48xlarge", "dev", *sets)
     assert find(notes, "Deployment", "sd21-serving")  # the render itself succeeds at this LNC
     values = merged(value_sources(PROJECT, resolve_instance("trn2.48xlarge"), "dev", set_values=sets))
@@ -196,6 +228,12 @@ def test_dra_driver_renders_as_upstream_and_stays_off_device_plugin_nodes() -> N
     assert {"key": "eks-neuron.io/device-manager", "operator": "NotIn", "values": ["dra"]} in plugin_terms[0][
         "matchExpressions"
     ]
+    # neuron-monitor does not support DRA-managed nodes (Neuron docs, deploy/infrastructure/monitoring).
+    monitor = find(objects, "DaemonSet", "neuron-monitor")["spec"]["template"]["spec"]
+    monitor_terms = monitor["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert {"key": "eks-neuron.io/device-manager", "operator": "NotIn", "values": ["dra"]} in monitor_terms[
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"]
     classes = {o["metadata"]["name"]: o for o in objects if o["kind"] == "DeviceClass"}
     assert classes["neuron.aws.com"]["spec"]["selectors"] == [
         {"cel": {"expression": 'device.driver == "neuron.aws.com"'}}

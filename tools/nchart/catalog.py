@@ -15,6 +15,9 @@ from .errors import UsageError
 # Where the logical NeuronCore config is set for the charts and nchart.
 LNC_KEY = "global.neuron.logicalNeuronCoreConfig"
 DEFAULT_LNC = 2
+# neuronx-cc's --target for each instance family it compiles for (the compiler CLI reference: inf2,
+# trn1, trn1n, trn2; a trn2u is a trn2 in an UltraServer). inf1 is neuron-cc's, not torch-neuronx's.
+COMPILER_TARGETS = {"inf2": "inf2", "trn1": "trn1", "trn1n": "trn1n", "trn2": "trn2", "trn2u": "trn2"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,10 @@ class InstanceType:
         return self.chips * self.cores_per_chip
 
     @property
+    def compiler_target(self) -> str | None:
+        return COMPILER_TARGETS.get(self.family)
+
+    @property
     def slug(self) -> str:
         """The name with a dash, as accepted on the command line (inf2-24xlarge)."""
         return self.name.replace(".", "-")
@@ -70,6 +77,7 @@ class InstanceType:
         return {
             "type": self.name,
             "family": self.family,
+            "compilerTarget": self.compiler_target,
             "chips": self.chips,
             "coresPerChip": self.cores_per_chip,
             "cores": self.cores,

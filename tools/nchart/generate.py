@@ -7,7 +7,10 @@
 - the Grafana dashboards, from dashboards.py;
 - the Pod Security exceptions table in README.md, from the charts' podSecurityExceptions values;
 - the umbrella chart's files/neuron-instance-types.json (device and core counts a pod may ask for, per
-  instance type), which its admission policy reads, from catalog.yaml.
+  instance type), which its admission policy reads, from catalog.yaml;
+- the serving chart's files/node-capacity.json (CPU and memory a node has for our pods, and the
+  compiler target, per instance type), which its compile Job is checked against, from catalog.yaml
+  and sizing.py.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from .catalog import load_catalog
 from .errors import ExitCode, NchartError
 from .project import Project
+from .sizing import pod_capacity
 from .tools import run_tool
 from .values import load_values_file
 
@@ -253,9 +257,30 @@ def generate_instance_counts(project: Project, check: bool, result: Generated) -
     _update(project, path, json.dumps(instance_counts(), indent=2) + "\n", check, result)
 
 
+def node_capacities() -> dict[str, dict[str, Any]]:
+    """Per instance type, the CPU and memory its node has for our pods (sizing.pod_capacity) and the
+    compiler target: what the serving chart checks its compile Job against."""
+    capacities = {}
+    for instance in load_catalog().values():
+        cpu_millicores, memory_mib = pod_capacity(instance)
+        capacities[instance.name] = {
+            "compilerTarget": instance.compiler_target,
+            "podCpuMillicores": cpu_millicores,
+            "podMemoryMiB": memory_mib,
+        }
+    return capacities
+
+
+def generate_node_capacities(project: Project, check: bool, result: Generated) -> None:
+    path = project.root / "charts" / "sd21-serving" / "files" / "node-capacity.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _update(project, path, json.dumps(node_capacities(), indent=2) + "\n", check, result)
+
+
 STEPS: dict[str, Callable[[Project, bool, Generated], None]] = {
     "instance lists": generate_instance_lists,
     "instance counts": generate_instance_counts,
+    "node capacities": generate_node_capacities,
     "values schemas": generate_schemas,
     "chart READMEs": generate_readmes,
     "dashboards": generate_dashboards,

@@ -42,6 +42,15 @@ NODE_RESERVED_MEMORY_SHARE = 0.05
 SERVING = "sd21-serving"
 
 
+def pod_capacity(instance: InstanceType) -> tuple[int, int]:
+    """CPU (millicores) and memory (MiB) a node of this type has for the pods we schedule on it."""
+    vcpu = instance.vcpu - NODE_RESERVED_VCPU_BASE - NODE_RESERVED_VCPU_SHARE * instance.vcpu
+    memory_gib = (
+        instance.host_memory_gib - NODE_RESERVED_MEMORY_GIB_BASE - NODE_RESERVED_MEMORY_SHARE * instance.host_memory_gib
+    )
+    return int(vcpu * 1000), int(memory_gib * 1024)
+
+
 @dataclasses.dataclass(frozen=True)
 class ServingPlan:
     """How sd21-serving replicas fill one node of the target instance type."""
@@ -110,10 +119,7 @@ def plan_serving(instance: InstanceType, serving: Mapping[str, Any]) -> ServingP
     elif resource != "neuroncore":
         raise UsageError(f"{SERVING}.neuron.resource must be neuroncore or neuron, got {resource!r}")
     replicas = instance.cores // cores
-    vcpu = instance.vcpu - NODE_RESERVED_VCPU_BASE - NODE_RESERVED_VCPU_SHARE * instance.vcpu
-    memory_gib = (
-        instance.host_memory_gib - NODE_RESERVED_MEMORY_GIB_BASE - NODE_RESERVED_MEMORY_SHARE * instance.host_memory_gib
-    )
-    cpu_millicores = int(vcpu * 1000 / replicas) // 100 * 100
-    memory_mib = int(memory_gib * 1024 / replicas) // 256 * 256
+    node_cpu, node_memory = pod_capacity(instance)
+    cpu_millicores = node_cpu // replicas // 100 * 100
+    memory_mib = node_memory // replicas // 256 * 256
     return ServingPlan(instance, cores, resource, replicas, cpu_millicores, memory_mib)
