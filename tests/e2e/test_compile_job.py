@@ -55,18 +55,29 @@ def run_job(cluster: LocalCluster, name: str, *sets: str) -> Any:
     return pod
 
 
+def bound(pod: Any) -> Any:
+    current = pod()
+    return current if not isinstance(current, Pending) and current.spec.node_name else Pending("not bound yet")
+
+
+def judged_unschedulable(pod: Any) -> Any:
+    current = pod()
+    condition = None if isinstance(current, Pending) else pod_condition(current, "PodScheduled")
+    return condition if condition is not None and condition.reason == "Unschedulable" else Pending("not judged yet")
+
+
 def test_the_default_compile_node_takes_the_job_and_keeps_its_cores(cluster: LocalCluster) -> None:
     from kubernetes import client
 
     pod = run_job(cluster, "compile-default", "sd21-serving.karpenter.enabled=false")
-    bound = wait_for(lambda: pod() if pod().spec.node_name else Pending("not bound yet"), "the compile pod bound")
-    assert bound.spec.scheduler_name == "default-scheduler"
+    placed = wait_for(lambda: bound(pod), "the compile pod bound")
+    assert placed.spec.scheduler_name == "default-scheduler"
     with cluster.api_client() as api:
-        node = client.CoreV1Api(api).read_node(bound.spec.node_name)
+        node = client.CoreV1Api(api).read_node(placed.spec.node_name)
     assert node.metadata.labels["node.kubernetes.io/instance-type"] == "inf2.8xlarge"
     requested = {
         name
-        for c in [*bound.spec.init_containers, *bound.spec.containers]
+        for c in [*placed.spec.init_containers, *placed.spec.containers]
         for name in {**(c.resources.requests or {}), **(c.resources.limits or {})}
     }
     assert not {r for r in requested if r.startswith("aws.amazon.com/")}, requested
@@ -74,11 +85,6 @@ def test_the_default_compile_node_takes_the_job_and_keeps_its_cores(cluster: Loc
 
 def test_on_the_compile_pool_the_job_waits_for_a_karpenter_node(cluster: LocalCluster) -> None:
     pod = run_job(cluster, "compile-pool")
-
-    def unschedulable() -> Any:
-        condition = pod_condition(pod(), "PodScheduled") if not isinstance(pod(), Pending) else None
-        return condition if condition is not None and condition.reason == "Unschedulable" else Pending("not judged yet")
-
-    condition = wait_for(unschedulable, "the scheduler judging the compile pod")
+    condition = wait_for(lambda: judged_unschedulable(pod), "the scheduler judging the compile pod")
     assert "didn't match Pod's node affinity/selector" in condition.message, condition.message
     assert pod().spec.node_selector == {"eks-neuron/node-pool": "compile"}
