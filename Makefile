@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools cluster-tools charts prometheus checkov oci-tools image venv venv-serving generate check-generated lint demo test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
+.PHONY: install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
 
 install: tools venv charts
 
@@ -46,6 +46,23 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.2.469
 	touch $@
 
+# The OpenAI API clients the server is tested with (Python SDK, LiteLLM, JS SDK), apart from the
+# project's own dependencies: tests/clients/requirements.txt and package.json pin them.
+CLIENTS_VENV ?= .venv-clients
+clients: $(CLIENTS_VENV)/.installed build/clients-js/.installed
+
+$(CLIENTS_VENV)/.installed: tests/clients/requirements.txt
+	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet --upgrade pip
+	$(CLIENTS_VENV)/bin/pip install --quiet -r tests/clients/requirements.txt
+	touch $@
+
+build/clients-js/.installed: tests/clients/package.json
+	mkdir -p build/clients-js
+	cp tests/clients/package.json build/clients-js/
+	npm install --prefix build/clients-js --no-audit --no-fund --silent
+	touch $@
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -82,7 +99,7 @@ lint: install
 demo: install
 	nchart render inf2-24xlarge --env prod
 
-test: install-serving prometheus checkov cluster-tools image
+test: install-serving prometheus checkov clients cluster-tools image
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

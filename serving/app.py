@@ -19,7 +19,7 @@ from .pipeline import ImageGenerator, load_configured
 from .routes import error_response, router
 from .server import Server
 from .settings import Settings
-from .validation import validation_message
+from .validation import validation_message, validation_param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +101,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", validation_message(list(error.errors())))
+        param, code = validation_param(list(error.errors()))
+        return error_response(422, "invalid_request", validation_message(list(error.errors())), param=param, code=code)
 
     def refuse(refusal: Refusal) -> Callable[[Request, Exception], Any]:
         async def handler(request: Request, error: Exception) -> JSONResponse:
@@ -112,4 +113,20 @@ def create_app(
 
     for exception, refusal in REFUSALS.items():
         app.add_exception_handler(exception, refuse(refusal))
+    _describe_this_server(app, settings)
     return app
+
+
+def _describe_this_server(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document says what this server takes, not just any server: the model names it serves
+    and the most images one request may ask for (its batch size)."""
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            fields = generated()["components"]["schemas"]["GenerationRequest"]["properties"]
+            fields["model"]["anyOf"][0]["enum"] = list(settings.model_names())
+            fields["n"]["maximum"] = min(fields["n"]["maximum"], settings.max_batch_size)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,7 +1,9 @@
 """Dynamic batching: compatible requests share a pipeline call, up to a size.
 
 Requests queue while the model is busy, and the next pipeline call takes every compatible one (same
-steps and guidance scale, up to the maximum batch size). A batch of two costs the model little more
+steps and guidance scale, up to the maximum batch size). A request for n images (the OpenAI API's
+`n`) is a group that is never split: its images share one pipeline call, and count n against the
+queue and the batch. A batch of two costs the model little more
 than a batch of one, so when the model falls free with fewer requests waiting than could share the
 call, the batcher may hold the batch open briefly for company. `BatchPolicy` decides when.
 
@@ -103,10 +105,16 @@ class BatchPolicy:
 
 @dataclasses.dataclass
 class _Pending:
+    """One submitted request: its images, which one pipeline call makes together."""
+
     key: BatchKey
-    request: ImageRequest
+    requests: list[ImageRequest]
     future: asyncio.Future[Any]
     enqueued: float
+
+    @property
+    def size(self) -> int:
+        return len(self.requests)
 
 
 class Batcher:
@@ -136,7 +144,8 @@ class Batcher:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Images waiting for a batch."""
+        return sum(p.size for p in self._queue)
 
     @property
     def inflight(self) -> int:
@@ -146,40 +155,56 @@ class Batcher:
         self._worker = asyncio.create_task(self._work(), name="batcher")
 
     async def submit(self, key: BatchKey, request: ImageRequest, timeout_s: float) -> Any:
+        """One image."""
+        [image] = await self.submit_group(key, [request], timeout_s)
+        return image
+
+    async def submit_group(self, key: BatchKey, requests: Sequence[ImageRequest], timeout_s: float) -> list[Any]:
+        """Images made in one pipeline call, in order; at most the maximum batch size of them."""
+        if not 1 <= len(requests) <= self.max_batch_size:
+            raise ValueError(f"a group holds 1 to {self.max_batch_size} images, not {len(requests)}")
         if self._draining:
             self._metrics.rejected.labels("draining").inc()
             raise Draining()
-        if len(self._queue) >= self.max_queue:
+        if self.queue_depth + len(requests) > self.max_queue:
             self._metrics.rejected.labels("queue_full").inc()
-            raise QueueFull(self.policy.retry_after_s(len(self._queue) + self._inflight))
+            raise QueueFull(self.policy.retry_after_s(self.queue_depth + self._inflight))
         now = self._clock()
-        self.policy.arrived(now)
-        pending = _Pending(key, request, asyncio.get_running_loop().create_future(), now)
+        for _ in requests:
+            self.policy.arrived(now)
+        pending = _Pending(key, list(requests), asyncio.get_running_loop().create_future(), now)
         self._queue.append(pending)
-        self._metrics.queue_depth.set(len(self._queue))
+        self._metrics.queue_depth.set(self.queue_depth)
         self._wakeup.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+            images: list[Any] = await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+            return images
         except asyncio.TimeoutError:
             self._metrics.rejected.labels("timeout").inc()
             if pending in self._queue:
-                # Still waiting: give its slot back. A running one finishes; its result is dropped.
+                # Still waiting: give its slots back. A running one finishes; its result is dropped.
                 self._queue.remove(pending)
-                self._metrics.queue_depth.set(len(self._queue))
+                self._metrics.queue_depth.set(self.queue_depth)
             pending.future.cancel()
             raise RequestTimedOut() from None
 
     def _take_batch(self) -> list[_Pending]:
+        """The first waiting request and every compatible one after it that fits whole, in order."""
         key = self._queue[0].key
-        batch = [p for p in self._queue if p.key == key][: self.max_batch_size]
+        batch: list[_Pending] = []
+        room = self.max_batch_size
+        for pending in self._queue:
+            if pending.key == key and pending.size <= room:
+                batch.append(pending)
+                room -= pending.size
         for pending in batch:
             self._queue.remove(pending)
-        self._metrics.queue_depth.set(len(self._queue))
+        self._metrics.queue_depth.set(self.queue_depth)
         return batch
 
     def _compatible_waiting(self) -> int:
         key = self._queue[0].key
-        return sum(1 for p in self._queue if p.key == key)
+        return sum(p.size for p in self._queue if p.key == key)
 
     async def _hold(self, hold: Hold) -> None:
         """Waits for company until hold.until, the queue empties, or hold.target requests wait."""
@@ -194,14 +219,15 @@ class Batcher:
                 return
 
     async def _run(self, batch: list[_Pending]) -> None:
-        """One pipeline call on the model thread; each request of the batch gets its image or the error."""
-        self._inflight = len(batch)
+        """One pipeline call on the model thread; each request of the batch gets its images or the error."""
+        requests = [request for pending in batch for request in pending.requests]
+        self._inflight = len(requests)
         self._metrics.inflight.set(self._inflight)
-        self._metrics.batch_size.observe(len(batch))
+        self._metrics.batch_size.observe(len(requests))
         started = self._clock()
         try:
             images = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, batch[0].key, [p.request for p in batch]
+                self._executor, self._run_batch, batch[0].key, requests
             )
         except Exception as error:  # the pipeline failed: every request of the batch gets the error
             self._metrics.rejected.labels("error").inc(len(batch))
@@ -211,12 +237,14 @@ class Batcher:
         else:
             finished = self._clock()
             elapsed = finished - started
-            self.policy.finished(finished, len(batch), elapsed)
+            self.policy.finished(finished, len(requests), elapsed)
             self._metrics.generation_seconds.observe(elapsed)
             self._metrics.images.inc(len(images))
-            for pending, image in zip(batch, images, strict=True):
+            offset = 0
+            for pending in batch:
+                mine, offset = images[offset : offset + pending.size], offset + pending.size
                 if not pending.future.done():
-                    pending.future.set_result(image)
+                    pending.future.set_result(mine)
         finally:
             self._inflight = 0
             self._metrics.inflight.set(0)

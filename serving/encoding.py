@@ -23,6 +23,7 @@ ACCEPTED = {**{media: name for name, media in MEDIA_TYPES.items()}, "application
 class Answer:
     image_format: str  # png, jpeg or webp
     as_json: bool
+    as_url: bool = False  # in JSON, as a data: URL rather than b64_json
 
 
 class FormatConflict(ValueError):
@@ -52,15 +53,15 @@ def _accepted(accept: str) -> list[tuple[float, int, str]]:
 
 def negotiate(response_format: str | None, output_format: str | None, accept: str) -> Answer:
     """The answer's format. FormatConflict when output_format contradicts response_format."""
-    if response_format is not None and response_format != "b64_json":
+    if response_format is not None and response_format not in ("b64_json", "url"):
         if output_format is not None and output_format != response_format:
             raise FormatConflict(
                 f"output_format: {output_format} contradicts response_format {response_format}; "
                 "output_format is the encoding inside b64_json"
             )
         return Answer(response_format, as_json=False)
-    if response_format == "b64_json":
-        return Answer(output_format or "png", as_json=True)
+    if response_format in ("b64_json", "url"):
+        return Answer(output_format or "png", as_json=True, as_url=response_format == "url")
     entries = _accepted(accept)
     best = max(entries)[2] if entries else "png"
     if best == "json":
@@ -68,15 +69,18 @@ def negotiate(response_format: str | None, output_format: str | None, accept: st
     return Answer(output_format or best, as_json=False)
 
 
-def encode(image: Any, image_format: str, settings: Settings) -> bytes:
-    """The PIL image as PNG, JPEG or WebP, at the qualities the settings give."""
+def encode(image: Any, image_format: str, settings: Settings, quality: int | None = None) -> bytes:
+    """The PIL image as PNG, JPEG or WebP, at the qualities the settings give (or `quality`, 0-100, for
+    JPEG and WebP: the OpenAI API's output_compression)."""
     buffer = io.BytesIO()
     if image_format == "png":
         image.save(buffer, format="PNG", compress_level=settings.png_compress_level)
     elif image_format == "jpeg":
-        image.convert("RGB").save(buffer, format="JPEG", quality=settings.jpeg_quality)
+        # Pillow's JPEG scale is 1-95 in practice: above 95 it stops compressing and only grows.
+        jpeg_quality = settings.jpeg_quality if quality is None else min(95, max(1, quality))
+        image.convert("RGB").save(buffer, format="JPEG", quality=jpeg_quality)
     elif image_format == "webp":
-        image.save(buffer, format="WEBP", quality=settings.webp_quality)
+        image.save(buffer, format="WEBP", quality=settings.webp_quality if quality is None else quality)
     else:
         raise ValueError(f"unknown image format {image_format!r}")
     return buffer.getvalue()

@@ -35,6 +35,8 @@ class Server:
         self.model_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.load_error: str | None = None
         self.ready = False
+        # When this server started: the served model's `created` in the OpenAI model list.
+        self.started = int(time.time())
 
     def run_batch(self, key: BatchKey, requests: Any) -> list[Any]:
         assert self.generator is not None

@@ -39,5 +39,13 @@ class Settings(BaseSettings):
     png_compress_level: int = Field(6, ge=0, le=9)
     jpeg_quality: int = Field(90, ge=1, le=95)
     webp_quality: int = Field(90, ge=1, le=100)
+    # The id the OpenAI-compatible API serves the model under (GET /v1/models, the request's `model`),
+    # and other names requests may use for it (comma-separated).
+    model_id: str = Field("stable-diffusion-2-1-base", min_length=1, pattern=r"^\S+$")
+    model_aliases: str = Field("stabilityai/stable-diffusion-2-1-base,sd21", pattern=r"^[^\s]*$")
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
+
+    def model_names(self) -> tuple[str, ...]:
+        """The served model's id, then its aliases."""
+        return (self.model_id, *(name for name in self.model_aliases.split(",") if name))

@@ -421,3 +421,12 @@ def test_the_compile_job_fetches_and_uploads_with_the_servers_image() -> None:
     }
     assert {e["name"]: e["value"] for e in steps["compile"]["env"]}["NEURON_FUSE_SOFTMAX"] == "1"
     assert pod["volumes"][0] == {"name": "work", "emptyDir": {"sizeLimit": "40Gi"}}
+
+
+def test_the_served_model_names_reach_the_server_and_bad_ones_are_refused() -> None:
+    _, container = server(render_objects("inf2.xlarge", "dev", "sd21-serving.server.modelAliases={dall-e-3,sd21}"))
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SD_MODEL_ID"] == "stable-diffusion-2-1-base" and env["SD_MODEL_ALIASES"] == "dall-e-3,sd21"
+    with pytest.raises(NchartError) as caught:
+        render_objects("inf2.xlarge", "dev", "sd21-serving.server.modelAliases={a b}")
+    assert 'server.modelAliases: "a b" is empty or holds a comma or a space' in caught.value.message

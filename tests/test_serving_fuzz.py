@@ -18,9 +18,22 @@ from serving_support import ready_app, uvicorn_server
 pytestmark = pytest.mark.slow
 # Examples per operation and generation mode (valid, invalid): bounded, so the fuzz takes a bounded time.
 MAX_EXAMPLES = 40
-# The two checks the loaded model adds to the schema's (its compiled image size, its text encoder's
-# token limit): the only reasons a schema-valid request may be refused with 422.
-MODEL_REFUSALS = ("the model is compiled for", "tokens; the text encoder takes at most")
+# Why a schema-valid request may still be refused with 422, each documented: the checks the loaded
+# model adds (its compiled image size, its text encoder's token limit), the OpenAI options this server
+# refuses rather than ignore (style, a transparent background, moderation auto, streaming), and the
+# combinations a schema cannot say (several images as bytes, a PNG compressed, a format and its contrary).
+DOCUMENTED_REFUSALS = (
+    "the model is compiled for",
+    "tokens; the text encoder takes at most",
+    "style: has no equivalent",
+    "background: transparent is not possible",
+    "moderation: this server applies no content moderation",
+    "stream: streaming is not supported",
+    "partial_images: partial images need streaming",
+    "images come back as JSON; set response_format",
+    "output_compression: applies to jpeg and webp",
+    "contradicts response_format",
+)
 # The tiny model at up to 150 steps answers in well under a second; a long request is a hung one.
 REQUEST_TIMEOUT_S = 60
 
@@ -57,10 +70,12 @@ def test_api_answers_as_documented(case: Any, served: str) -> None:
     assert response.status_code < 500, response.text
     if 400 <= response.status_code < 500:
         body = response.json()
-        assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}, body
-        assert all(isinstance(v, str) and v for v in body["error"].values()), body
+        # The OpenAI API's error object, which its SDKs parse.
+        assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "param", "code"}, body
+        assert all(isinstance(body["error"][k], str) and body["error"][k] for k in ("type", "message")), body
+        assert all(body["error"][k] is None or isinstance(body["error"][k], str) for k in ("param", "code")), body
     if case.meta is not None and case.meta.generation.mode.is_positive and case.operation.method.upper() == "POST":
         if response.status_code == 422:
-            assert any(reason in response.json()["error"]["message"] for reason in MODEL_REFUSALS), response.text
+            assert any(reason in response.json()["error"]["message"] for reason in DOCUMENTED_REFUSALS), response.text
         else:
             assert response.status_code == 200, response.text

@@ -156,7 +156,7 @@ def test_http_errors_have_the_error_body(client: Any) -> None:
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["type"] == "method_not_allowed"
     assert "POST" in wrong_method.headers["allow"]
     not_utf8 = client.post(ROUTE, content=b"\xff\xfe{", headers={"Content-Type": "application/json"})
-    assert not_utf8.status_code in (400, 422) and set(not_utf8.json()["error"]) == {"type", "message"}
+    assert not_utf8.status_code in (400, 422) and set(not_utf8.json()["error"]) == {"type", "message", "param", "code"}
 
 
 @pytest.mark.parametrize(
@@ -177,7 +177,7 @@ def test_http_errors_have_the_error_body(client: Any) -> None:
         ({"prompt": "ok", "width": 512}, "width: the model is compiled for 64x64; got width 512"),
         (
             {"prompt": "ok", "response_format": "gif"},
-            "response_format: Input should be 'png', 'jpeg', 'webp' or 'b64_json'",
+            "response_format: Input should be 'png', 'jpeg', 'webp', 'b64_json' or 'url'",
         ),
         (
             {"prompt": "ok", "response_format": "jpeg", "output_format": "webp"},
@@ -275,7 +275,9 @@ def test_a_failing_pipeline_is_a_500_with_the_error_body_and_the_server_goes_on(
     with ready_client(create_app(settings_for(tiny_model_dir), load=load)) as client:
         failed = client.post(ROUTE, json={"prompt": "explode", "steps": 1})
         assert failed.status_code == 500
-        assert failed.json() == {"error": {"type": "generation_failed", "message": "RuntimeError: device lost"}}
+        assert failed.json() == {
+            "error": {"type": "generation_failed", "message": "RuntimeError: device lost", "param": None, "code": None}
+        }
         assert client.post(ROUTE, json={"prompt": "fine", "steps": 1}).status_code == 200
         metrics = client.get("/metrics").text
         assert metric_value(metrics, "sd_rejected_requests_total", {"reason": "error"}) == 1
