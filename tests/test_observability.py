@@ -27,7 +27,9 @@ from observability_support import (
 from readiness import wait_until_answers
 from serving_support import ready_app, uvicorn_server
 
-from nchart.dashboards import AlertLimits, dashboard_specs, panel_queries
+from nchart.generate.dashboards import dashboard_specs
+from nchart.generate.dashboards.builder import panel_queries
+from nchart.generate.dashboards.spec import AlertLimits
 
 DASHBOARD_DIR = ROOT / "charts/grafana-dashboards/dashboards"
 # A real neuron-monitor scrape (inf1.6xlarge), kept in the repository so a clone anywhere has it.
@@ -173,6 +175,10 @@ def prometheus_unsettled(base: str, targets: int) -> list[str]:
         active = httpx.get(f"{base}/api/v1/targets").json()["data"]["activeTargets"]
         errors = {t["labels"]["job"]: t["lastError"] for t in active if t["health"] != "up"}
         missing.append(f"{up} of {targets} targets up (down: {errors})")
+    # A rate over a target needs two of its samples: a busy machine may have scraped some only once.
+    twice = len(query(base, "count_over_time(up[5m]) >= 2")["data"]["result"])
+    if twice != targets:
+        missing.append(f"{twice} of {targets} targets scraped twice")
     for traffic in TRAFFIC_SERIES:
         if not query(base, traffic)["data"]["result"]:
             missing.append(traffic)

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,9 @@ class NeuronMonitor:
         self.samples: dict[str, list[float]] = {}
         self.recording = False
         self.errors: list[str] = []
+        # Set at each report: a report covers the period before it, so the one after a load ends
+        # is the load's last.
+        self.reported = threading.Event()
 
     def read(self, lines: Any) -> None:
         for line in lines:
@@ -82,10 +85,25 @@ class NeuronMonitor:
                     continue
                 for core, data in (counters.get("neuroncores_in_use") or {}).items():
                     self.samples.setdefault(core, []).append(float(data.get("neuroncore_utilization", 0.0)))
+            self.reported.set()
+
+    def record(self, load: Callable[[], dict[str, Any]], report_timeout_s: float = 30.0) -> dict[str, Any]:
+        """Runs the load while recording, and through the first report that ends after it: a load
+        shorter than neuron-monitor's period still gets the report that covers it."""
+        self.samples.clear()
+        self.recording = True
+        try:
+            result = load()
+            self.reported.clear()
+            self.reported.wait(report_timeout_s)
+        finally:
+            self.recording = False
+        result["neuroncore_utilisation"] = self.utilisation()
+        return result
 
     @contextlib.contextmanager
     def running(self) -> Iterator[NeuronMonitor]:
-        from nchart.processes import running
+        from nchart.localcluster.processes import running
 
         argv = [self.binary, "-c", str(self.config)]
         with running("neuron-monitor", argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as (
@@ -133,13 +151,11 @@ def measure(args: argparse.Namespace, model_dir: Path, monitor: NeuronMonitor | 
             say(f"{args.images} images at concurrency {concurrency}, {args.steps} steps")
             asyncio.run(drive(base, concurrency, concurrency, args.steps, "png"))  # untimed: one wave
             before = batch_sizes(base)
-            if monitor is not None:
-                monitor.samples.clear()
-                monitor.recording = True
-            level = asyncio.run(drive(base, concurrency, args.images, args.steps, "png"))
-            if monitor is not None:
-                monitor.recording = False
-                level["neuroncore_utilisation"] = monitor.utilisation()
+
+            def load(concurrency: int = concurrency) -> dict[str, Any]:
+                return asyncio.run(drive(base, concurrency, args.images, args.steps, "png"))
+
+            level = monitor.record(load) if monitor is not None else load()
             after = batch_sizes(base)
             level["batches"] = batches_by_size({k: after[k] - before.get(k, 0) for k in after})
             results["levels"][str(concurrency)] = level
