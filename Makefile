@@ -68,7 +68,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 venv-serving: $(VENV)/.installed-serving
@@ -77,7 +77,7 @@ venv-serving: $(VENV)/.installed-serving
 $(VENV)/.installed-serving: $(VENV)/.installed
 	bash scripts/download-server-wheels.sh build/wheels
 	$(VENV)/bin/pip install --quiet --no-index --find-links build/wheels -r <($(VENV)/bin/python scripts/serving-requirements.py)
-	$(VENV)/bin/pip install --quiet -e '.[test,serving]'
+	$(VENV)/bin/pip install --quiet -e '.[test,cluster,serving]'
 	touch $@
 
 # The charts' file:// dependencies (the library chart, the umbrella's subcharts): helm dependency build.

@@ -14,8 +14,6 @@ from pathlib import Path
 import tomllib
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-# Core dependencies the server imports too: pinned as the project pins them.
-SHARED = ("pydantic",)
 
 
 def requirement_name(requirement: str) -> str:
@@ -29,8 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     pyproject = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
     project = pyproject["project"]
-    shared = [r for r in project["dependencies"] if requirement_name(r) in SHARED]
-    requirements = [*shared, *project["optional-dependencies"]["serving"]]
+    requirements = list(project["optional-dependencies"]["serving"])
     if args.variant == "neuron":
         pins = {requirement_name(r): r for r in pyproject["tool"]["eks-neuron"]["neuron-image"]["pins"]}
         requirements = [pins.pop(requirement_name(r), r) for r in requirements] + list(pins.values())

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from nchart.catalog import primary_instances, resolve_instance
-from nchart.project import Project, find_project
-from nchart.render import parse_manifests, render
-from nchart.values import value_sources
+from nchart.core.catalog import primary_instances, resolve_instance
+from nchart.core.project import Project, find_project
+from nchart.core.render import parse_manifests, render
+from nchart.core.values import value_sources
 
 # Fails the session on any process the tests started and left running (tests/process_guard.py).
 pytest_plugins = ["process_guard"]

@@ -17,8 +17,8 @@ import yaml
 from conftest import render_objects
 from readiness import wait_until_answers
 
-from nchart.localcluster import free_port
-from nchart.processes import running
+from nchart.localcluster.cluster import free_port
+from nchart.localcluster.processes import running
 
 RELEASE_JOBS = {
     "neuron-monitor": "eks-neuron-neuron-monitor",

@@ -14,8 +14,8 @@ import yaml
 from conftest import ROOT
 from readiness import wait_until_answers
 
-from nchart.localcluster import free_port
-from nchart.processes import running
+from nchart.localcluster.cluster import free_port
+from nchart.localcluster.processes import running
 
 OCI_STATE = ROOT / "build" / "oci"
 SERVING_CHART = ROOT / "charts" / "sd21-serving" / "Chart.yaml"

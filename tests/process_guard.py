@@ -1,6 +1,6 @@
 """A pytest plugin: the session fails when a process the tests started is still running at its end.
 
-Every process the project starts goes through nchart.processes, which appends it to the ledger file
+Every process the project starts goes through nchart.localcluster.processes, which appends it to the ledger file
 named by EKS_NEURON_PROCESS_LEDGER, with the test (or fixture setup) that started it; subprocesses
 (`nchart cluster up` run as a command) inherit the variable and write to the same ledger. A process
 started some other way is still a child of the test process. At the end of the session, whatever
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nchart.processes import LEDGER_ENV, ProcessRecord, children, ledger_records
+from nchart.localcluster.processes import LEDGER_ENV, ProcessRecord, children, ledger_records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     left = [record for record in ledger_records(ledger.path)[ledger.first :] if record.alive()]
     known = {(record.pid, record.start_ticks) for record in left}
     left += [
-        dataclasses.replace(child, started_by="the test session, not through nchart.processes")
+        dataclasses.replace(child, started_by="the test session, not through nchart.localcluster.processes")
         for child in children(os.getpid())
         if (child.pid, child.start_ticks) not in known and not _interpreter_helper(child)
     ]

@@ -22,7 +22,7 @@ def test_bench_reports_three_rows_with_ratios() -> None:
     rows = [line for line in result.stdout.splitlines() if re.search(r"\s\d+\.\d+\s+\d+\.\d+\s+\d+\.\d\d$", line)]
     assert [row.split("  ")[0].strip() for row in rows] == [
         "bare helm template (process)",
-        "nchart render, in-process (values + helm via pyhelm3)",
+        "nchart render, in-process (values + helm process)",
         "nchart render, CLI process (Python start + imports)",
     ]
     assert rows[0].split()[-1] == "1.00"

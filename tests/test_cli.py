@@ -160,7 +160,48 @@ def test_envvar_prefix_sets_options() -> None:
 
 
 def test_set_takes_helm_list_syntax() -> None:
-    from nchart.setvalues import parse_set
+    from nchart.core.setvalues import parse_set
 
     parsed = parse_set(["a.list={x,2,true}", "a.empty={}", "a.text=plain", "a.items[1]=b"])
     assert parsed == {"a": {"list": ["x", 2, True], "empty": [], "text": "plain", "items": [None, "b"]}}
+
+
+CLUSTER_EXTRA_BLOCKED = """
+import sys
+sys.modules[{module!r}] = None  # as if the cluster extra were not installed
+from nchart.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("module", ["kubernetes", "cryptography"])
+@pytest.mark.parametrize("command", [["doctor"], ["cluster", "up"]])
+def test_cluster_commands_name_the_missing_extra(module: str, command: list[str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = CLUSTER_EXTRA_BLOCKED.format(module=module)
+    args = [sys.executable, "-c", script, "--root", str(ROOT), *command]
+    if command[0] == "cluster":
+        args += ["--state-dir", str(tmp_path / "cluster")]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == ExitCode.TOOL_MISSING, result.stderr
+    assert f"({module} is not installed)" in result.stderr
+    assert "pip install 'eks-neuron[cluster]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "cluster").exists()  # refused before anything started
+
+
+def test_render_needs_neither_the_cluster_extra_nor_pyhelm3() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "for name in ('kubernetes', 'cryptography', 'pyhelm3', 'pydantic'): sys.modules[name] = None\n"
+        "from nchart.cli import main\nmain()\n"
+    )
+    args = [sys.executable, "-c", script, "--root", str(ROOT), "render", "inf2-xlarge", "--env", "dev"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "kind: DaemonSet" in result.stdout

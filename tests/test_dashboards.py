@@ -13,7 +13,8 @@ import pytest
 from conftest import ROOT
 from observability_support import rendered_rule_groups
 
-from nchart.dashboards import MAX_LEGEND_ENTRIES, NEUTRAL, AlertLimits, panels_of
+from nchart.generate.dashboards.builder import panels_of
+from nchart.generate.dashboards.spec import MAX_LEGEND_ENTRIES, NEUTRAL, AlertLimits
 
 DASHBOARD_DIR = ROOT / "charts/grafana-dashboards/dashboards"
 LIMITS = AlertLimits.read(ROOT / "charts")

@@ -9,10 +9,11 @@ import yaml
 from click.testing import CliRunner
 from conftest import ROOT
 
-from nchart.catalog import load_catalog
 from nchart.cli import cli
-from nchart.generate import INSTANCE_LIST_CHARTS, key_mismatches
-from nchart.project import Project
+from nchart.core.catalog import load_catalog
+from nchart.core.project import Project
+from nchart.generate.instance_lists import INSTANCE_LIST_CHARTS
+from nchart.generate.schemas import key_mismatches
 
 
 def check(project: Project) -> tuple[int, str]:

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import ENVS, INSTANCES, ROOT
 
 from nchart.cli import cli
+from nchart.core.project import Project
 from nchart.lint import run_lint
-from nchart.project import Project
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from conftest import find, render_objects
 
 from nchart.cli import cli
+from nchart.core.project import Project
 from nchart.errors import NchartError
-from nchart.project import Project
 
 RENAMES = [
     (),
@@ -69,9 +69,9 @@ def test_extender_in_another_namespace_fails_with_the_fix() -> None:
 def test_release_named_after_the_extender_keeps_the_url_right() -> None:
     from conftest import PROJECT
 
-    from nchart.catalog import resolve_instance
-    from nchart.render import parse_manifests, render
-    from nchart.values import value_sources
+    from nchart.core.catalog import resolve_instance
+    from nchart.core.render import parse_manifests, render
+    from nchart.core.values import value_sources
 
     objects = parse_manifests(
         render(PROJECT, value_sources(PROJECT, resolve_instance("inf2.xlarge"), "dev"), release="neuron-scheduler")
@@ -93,8 +93,8 @@ def test_release_named_after_the_extender_keeps_the_url_right() -> None:
     ids=lambda o: json.dumps(o, separators=(",", ":")),
 )
 def test_iam_roles_trust_the_service_accounts_the_pods_run_as(project_copy: Project, overrides: dict[str, Any]) -> None:
-    from nchart.render import parse_manifests, render
-    from nchart.values import merge, value_sources
+    from nchart.core.render import parse_manifests, render
+    from nchart.core.values import merge, value_sources
 
     dev = project_copy.env_values("dev")
     dev.write_text(yaml.safe_dump(merge(yaml.safe_load(dev.read_text()), overrides)))

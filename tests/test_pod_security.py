@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from conftest import ENVS, INSTANCES, render_objects
 
-from nchart.lint import run_lint
-from nchart.podsecurity import (
+from nchart.core.podsecurity import (
     DECLARABLE,
     EXCEPTIONS_ANNOTATION,
     WORKLOAD_KINDS,
@@ -20,7 +19,8 @@ from nchart.podsecurity import (
     declared_exceptions,
     pod_spec,
 )
-from nchart.project import Project
+from nchart.core.project import Project
+from nchart.lint import run_lint
 
 # Every opt-in workload on: the DRA driver, node recovery, the compile Job.
 ALL_WORKLOADS = (

@@ -1,4 +1,4 @@
-"""Starting and stopping processes by PID (nchart.processes) and the session guard that fails when a
+"""Starting and stopping processes by PID (nchart.localcluster.processes) and the session guard that fails when a
 test leaves one running (tests/process_guard.py), each run for real."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from conftest import PROJECT, ROOT
 
 from nchart.cli import cli
-from nchart.localcluster import LocalCluster
-from nchart.processes import LEDGER_ENV, ProcessRecord, ledger_records, running, start_process, start_ticks
+from nchart.localcluster.cluster import LocalCluster
+from nchart.localcluster.processes import LEDGER_ENV, ProcessRecord, ledger_records, running, start_process, start_ticks
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 
@@ -68,7 +68,7 @@ def test_the_with_block_stops_its_process_when_the_block_raises() -> None:
 def test_starts_are_written_to_the_ledger_with_who_started_them(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.jsonl"
     env = {**os.environ, LEDGER_ENV: str(ledger), "EKS_NEURON_STARTED_BY": "the ledger test"}
-    code = "from nchart.processes import start_process; start_process('sleeper', ['sleep', '0'])[0].wait()"
+    code = "from nchart.localcluster.processes import start_process; start_process('sleeper', ['sleep', '0'])[0].wait()"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
     [record] = ledger_records(ledger)
     assert record.name == "sleeper" and record.argv == ("sleep", "0") and record.started_by == "the ledger test"
@@ -78,7 +78,7 @@ def test_starts_are_written_to_the_ledger_with_who_started_them(tmp_path: Path) 
 GUARDED_SESSION = """
 import pytest
 import shutil
-from nchart.processes import running, start_process
+from nchart.localcluster.processes import running, start_process
 
 SLEEP = shutil.which("sleep")
 
@@ -131,7 +131,7 @@ def test_the_session_fails_naming_a_process_a_test_left_running(tmp_path: Path) 
 def test_a_clean_session_passes_the_guard(tmp_path: Path) -> None:
     body = """
     import shutil
-    from nchart.processes import running
+    from nchart.localcluster.processes import running
 
     def test_stops_what_it_starts():
         with running("sleeper", [shutil.which("sleep"), "300"]) as (_, record):
@@ -184,4 +184,4 @@ def test_the_session_fails_on_a_process_started_around_the_mechanism(tmp_path: P
     assert result.returncode == 1, output
     [leak] = guard_report(output)[1:]
     assert leak.startswith("  sleep (PID ") and f"{SLEEP} 300)" in leak, leak
-    assert leak.endswith("started by the test session, not through nchart.processes -> stopped now"), leak
+    assert leak.endswith("started by the test session, not through nchart.localcluster.processes -> stopped now"), leak

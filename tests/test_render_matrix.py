@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import ENVS, INSTANCES, find, find_all, render_objects
 
-from nchart.catalog import load_catalog
+from nchart.core.catalog import load_catalog
 
 MATRIX = [(env, instance) for env in ENVS for instance in INSTANCES]
 NEURON_DAEMONSETS = ("neuron-device-plugin", "neuron-monitor", "neuron-problem-detector")

@@ -23,7 +23,7 @@ from PIL import Image
 from readiness import wait_until_answers
 from serving_support import metric_value
 
-from nchart.localcluster import free_port
+from nchart.localcluster.cluster import free_port
 
 pytestmark = pytest.mark.slow
 ROUTE = "/v1/images/generations"

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import ENVS, INSTANCES, ROOT, find, find_all, render_objects
 
-from nchart.catalog import load_catalog
 from nchart.cli import cli
+from nchart.core.catalog import load_catalog
+from nchart.core.sizing import pod_capacity
 from nchart.errors import ExitCode, NchartError
-from nchart.sizing import pod_capacity
 
 CATALOG = load_catalog()
 SERVING_INSTANCES = [name for name in INSTANCES if CATALOG[name].core_version != "NC-v1"]
@@ -190,9 +190,9 @@ def test_whole_device_mode_asks_for_devices() -> None:
     ],
 )
 def test_bad_sizing_is_refused_with_a_clear_message(instance: str, sets: list[str], message: str) -> None:
-    from nchart.catalog import resolve_instance
-    from nchart.project import find_project
-    from nchart.values import value_sources
+    from nchart.core.catalog import resolve_instance
+    from nchart.core.project import find_project
+    from nchart.core.values import value_sources
 
     with pytest.raises(NchartError) as caught:
         value_sources(find_project(ROOT), resolve_instance(instance), "dev", set_values=sets)
@@ -201,9 +201,9 @@ def test_bad_sizing_is_refused_with_a_clear_message(instance: str, sets: list[st
 
 
 def test_chart_refuses_bad_values_when_rendered_without_nchart() -> None:
-    from nchart.project import find_project
-    from nchart.render import render
-    from nchart.values import ValuesSource
+    from nchart.core.project import find_project
+    from nchart.core.render import render
+    from nchart.core.values import ValuesSource
 
     project = find_project(ROOT)
     base = {"sd21-serving": {"enabled": True, "model": {"s3Uri": "s3://b/m.tar.gz"}}}
@@ -379,9 +379,9 @@ def test_the_compile_job_fits_where_it_is_placed_or_is_refused_naming_the_key(in
 
 
 def test_the_compile_job_takes_its_target_from_the_serving_type_or_asks_for_one() -> None:
-    from nchart.project import find_project
-    from nchart.render import render
-    from nchart.values import ValuesSource
+    from nchart.core.project import find_project
+    from nchart.core.render import render
+    from nchart.core.values import ValuesSource
 
     job = {"enabled": True, "sourceS3Uri": "s3://b/src.tar.gz"}
     base = {"sd21-serving": {"enabled": True, "model": {"s3Uri": "s3://b/m.tar.gz"}, "compileJob": job}}

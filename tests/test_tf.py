@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from nchart.cli import cli
-from nchart.project import Project
-from nchart.render import parse_manifests, render
+from nchart.core.project import Project
+from nchart.core.render import parse_manifests, render
+from nchart.core.values import value_sources
 from nchart.tf import terraform_blocks
-from nchart.values import value_sources
 
 TERRAFORM_DIR = ROOT / "terraform"
 FIXTURE = ROOT / "tests/terraform/fixture"
@@ -142,7 +142,7 @@ def test_init_plan_apply_feed_outputs_back_into_the_values(project_copy: Project
     state = fixture_module / "terraform.tfstate.d/prod/terraform.tfstate"
     assert json.loads(state.read_text())["outputs"]["cluster_name"]["value"] == "eks-neuron-prod"
     # nchart render --env prod picks the overlay up.
-    from nchart.catalog import resolve_instance
+    from nchart.core.catalog import resolve_instance
 
     objects = parse_manifests(
         render(project_copy, value_sources(project_copy, resolve_instance("inf2.xlarge"), "prod"))

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from conftest import PROJECT, ROOT, find, find_all, render_objects
 
-from nchart.catalog import resolve_instance
+from nchart.core.catalog import resolve_instance
+from nchart.core.render import parse_manifests, render
+from nchart.core.values import merged, value_sources
 from nchart.errors import NchartError
-from nchart.processes import running
-from nchart.render import parse_manifests, render
-from nchart.values import merged, value_sources
+from nchart.localcluster.processes import running
 
 
 def container(objects: list[dict[str, Any]], kind: str, suffix: str, name: str, init: bool = False) -> dict[str, Any]:
@@ -349,5 +349,5 @@ def test_chart_values_cite_their_sources() -> None:
     for chart in ("neuron-device-plugin", "neuron-scheduler", "neuron-problem-detector", "neuron-dra-driver"):
         text = (ROOT / "charts" / chart / "values.yaml").read_text()
         assert "https://github.com/aws-neuron/neuron-helm-charts" in text, chart
-    catalog = yaml.safe_load((ROOT / "tools/nchart/catalog.yaml").read_text())["instances"]
+    catalog = yaml.safe_load((ROOT / "tools/nchart/core/catalog.yaml").read_text())["instances"]
     assert catalog["trn2.48xlarge"]["source"].startswith("https://awsdocs-neuron.readthedocs-hosted.com/")

@@ -34,7 +34,7 @@ from e2e.support import (  # noqa: E402
     write_values,
 )
 
-from nchart.localcluster import LocalCluster  # noqa: E402
+from nchart.localcluster.cluster import LocalCluster  # noqa: E402
 
 RELEASE, NAMESPACE = "eks-neuron", "kube-system"
 TIMEOUT_S = 120

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 
 try:
-    from nchart.processes import running
+    from nchart.localcluster.processes import running
 except ImportError:  # a GPU machine with only the checkout: the module is standard library only
     sys.path.append(str(Path(__file__).resolve().parents[2] / "tools"))
-    from nchart.processes import running
+    from nchart.localcluster.processes import running
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT
 
-from nchart.localcluster import LocalCluster, running_cluster
+from nchart.localcluster.cluster import LocalCluster, running_cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 import yaml
 from conftest import PROJECT, ROOT
 
-from nchart.catalog import resolve_instance
-from nchart.localcluster import LocalCluster, free_port
-from nchart.processes import ProcessRecord, start_process
-from nchart.values import merged, value_sources
+from nchart.core.catalog import resolve_instance
+from nchart.core.values import merged, value_sources
+from nchart.localcluster.cluster import LocalCluster, free_port
+from nchart.localcluster.processes import ProcessRecord, start_process
 
 # Bounds that hold on a loaded 2-core machine; the tests assert that things happen, not how fast.
 READY_TIMEOUT_S = 180

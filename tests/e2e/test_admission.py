@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import render_objects
 
-from nchart.localcluster import LocalCluster
+from nchart.localcluster.cluster import LocalCluster
 
 from .support import Pending, run_tool, wait_for
 

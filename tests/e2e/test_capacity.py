@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from nchart.catalog import InstanceType, primary_instances
-from nchart.localcluster import ZONES, LocalCluster, neuron_node
+from nchart.core.catalog import InstanceType, primary_instances
+from nchart.localcluster.cluster import LocalCluster
+from nchart.localcluster.nodes import ZONES, neuron_node, node_name
 
 from .support import Pending, helm, pod_condition, release_values, wait_for, write_values
 
@@ -126,8 +127,6 @@ def test_replicas_per_node_fit_and_one_more_stays_pending(cluster: LocalCluster,
 @pytest.mark.parametrize("instance", SERVING_TYPES, ids=lambda i: i.name)
 def test_fake_node_reports_the_catalog_and_eks_reserve(cluster: LocalCluster, instance: InstanceType) -> None:
     from kubernetes import client
-
-    from nchart.localcluster import node_name
 
     with cluster.api_client() as api:
         node = client.CoreV1Api(api).read_node(node_name(instance))

@@ -8,7 +8,7 @@ from typing import Any
 
 from conftest import render_objects
 
-from nchart.localcluster import LocalCluster
+from nchart.localcluster.cluster import LocalCluster
 
 from .support import Pending, pod_condition, wait_for
 

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from conftest import PROJECT, ROOT
 
-from nchart.catalog import resolve_instance
-from nchart.localcluster import LocalCluster, neuron_node, node_name, running_cluster, system_node
-from nchart.values import merged, value_sources
+from nchart.core.catalog import resolve_instance
+from nchart.core.values import merged, value_sources
+from nchart.localcluster.cluster import LocalCluster, running_cluster
+from nchart.localcluster.nodes import neuron_node, node_name, system_node
 
 from .standin_extender import StandinExtender
 from .support import (

@@ -14,8 +14,9 @@ from typing import Any
 
 from conftest import ROOT
 
-from nchart.catalog import resolve_instance
-from nchart.localcluster import LocalCluster, node_name
+from nchart.core.catalog import resolve_instance
+from nchart.localcluster.cluster import LocalCluster
+from nchart.localcluster.nodes import node_name
 
 from .support import Pending, helm, release_values, wait_for, write_values
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ENVS, INSTANCES, render_text
 
-from nchart.localcluster import LocalCluster
+from nchart.localcluster.cluster import LocalCluster
 
 from .support import Pending, run_tool, wait_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nchart.localcluster import LocalCluster
+from nchart.localcluster.cluster import LocalCluster
 
 from .support import Pending, helm, release_leftovers, release_values, wait_for, write_values
 

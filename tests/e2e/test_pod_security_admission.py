@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from conftest import render_objects
 
-from nchart.localcluster import LocalCluster
-from nchart.podsecurity import WORKLOAD_KINDS, declared_exceptions, pod_spec
+from nchart.core.podsecurity import WORKLOAD_KINDS, declared_exceptions, pod_spec
+from nchart.localcluster.cluster import LocalCluster
 
 NAMESPACE = "e2e-restricted"
 # Every opt-in workload on: the DRA driver, node recovery, the compile Job, the hostPath model cache.

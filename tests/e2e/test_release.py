@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from nchart.catalog import resolve_instance
-from nchart.localcluster import LocalCluster, node_name
+from nchart.core.catalog import resolve_instance
+from nchart.localcluster.cluster import LocalCluster
+from nchart.localcluster.nodes import node_name
 
 from .standin_extender import StandinExtender
 from .support import (

@@ -17,7 +17,7 @@ import yaml
 from conftest import ROOT
 from oci_support import app_version, built_image, local_registry, podman
 
-from nchart.localcluster import LocalCluster
+from nchart.localcluster.cluster import LocalCluster
 
 from .support import helm, release_values, write_values
 

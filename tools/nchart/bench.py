@@ -9,12 +9,12 @@ import sys
 import time
 from collections.abc import Callable
 
-from .catalog import resolve_instance
+from .core.catalog import resolve_instance
+from .core.project import Project
+from .core.render import DEFAULT_NAMESPACE, DEFAULT_RELEASE, helm_template_args, render
+from .core.tools import run_tool
+from .core.values import merged, value_sources
 from .errors import NchartError
-from .project import Project
-from .render import DEFAULT_NAMESPACE, DEFAULT_RELEASE, helm_template_args, render
-from .tools import run_tool
-from .values import merged, value_sources
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ class BenchResult:
     def lines(self) -> list[str]:
         rows = [
             ("bare helm template (process)", self.helm, 1.0),
-            ("nchart render, in-process (values + helm via pyhelm3)", self.in_process, self.in_process_ratio),
+            ("nchart render, in-process (values + helm process)", self.in_process, self.in_process_ratio),
             ("nchart render, CLI process (Python start + imports)", self.cli, self.cli_ratio),
         ]
         out = [f"nchart bench: {self.instance} --env {self.env}, median of {self.runs} runs each"]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from . import chartdeps
+from .core import chartdeps
+from .core.project import Project
+from .core.tools import run_tool
 from .errors import ExitCode, NchartError, UsageError
-from .project import Project
-from .tools import run_tool
 
 Progress = Callable[[str], None]
 # Semantic versioning 2.0, as helm requires of a chart version.

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
+from .core.project import Project
+from .core.values import Values, chart_defaults, load_values_file, merge, merged, value_sources
 from .errors import ExitCode, NchartError, UsageError
-from .project import Project
-from .values import Values, chart_defaults, load_values_file, merge, merged, value_sources
 
 ACTIONS = ("init", "plan", "apply", "destroy")
 SETTINGS_FILE = "environments.yaml"
@@ -54,7 +54,7 @@ def workload_service_accounts(project: Project, env: str, release: str, namespac
     """The ServiceAccount each IAM role must trust, read from the chart as rendered for this release:
     the account the serving Deployment and the node-problem-detector DaemonSet run as, wherever
     nameOverride, fullnameOverride, namespaceOverride or serviceAccount.name put it."""
-    from .render import parse_manifests, render
+    from .core.render import parse_manifests, render
 
     objects = parse_manifests(render(project, value_sources(project, None, env), release, namespace))
     accounts = {}

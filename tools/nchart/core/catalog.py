@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # Where the logical NeuronCore config is set for the charts and nchart.
 LNC_KEY = "global.neuron.logicalNeuronCoreConfig"

@@ -3,17 +3,20 @@
 
 Helm renders a chart from the packages in its charts/ folder, not from the folders Chart.yaml points
 at; a package built before an edit would silently render the old templates. Each build records a
-digest of the sources it packaged (build/chart-deps/), and every nchart command that renders checks it.
+digest of the sources it packaged (build/chart-deps/), and every nchart command that renders checks it:
+first against the sources' sizes and modification times (a few stat calls), reading and hashing them
+only when those moved (a checkout that touched files without changing them).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ExitCode, NchartError, UsageError
+from ..errors import ExitCode, NchartError, UsageError
 from .project import Project
 from .tools import run_tool
 
@@ -59,45 +62,79 @@ def build_order(project: Project) -> list[Path]:
     return ordered
 
 
-def source_digest(chart: Path, memo: dict[Path, str] | None = None) -> str:
-    """A digest of a chart's own files and, recursively, of its file:// dependencies' sources."""
-    memo = {} if memo is None else memo
+def _source_files(chart: Path) -> list[tuple[str, Path]]:
+    """A chart's own source files by relative path: not its built packages or lock (build outputs)."""
+    files = []
+    for path in sorted(p for p in chart.rglob("*") if p.is_file()):
+        relative = path.relative_to(chart)
+        if relative.parts[0] != "charts" and path.name != "Chart.lock":
+            files.append((str(relative), path))
+    return files
+
+
+def _tree_digest(chart: Path, memo: dict[Path, str], of_file: Callable[[Path], bytes]) -> str:
+    """A digest over each source file (what of_file says of it) and, recursively, the file:// dependencies."""
     if chart in memo:
         return memo[chart]
     digest = hashlib.sha256()
-    for path in sorted(p for p in chart.rglob("*") if p.is_file()):
-        relative = path.relative_to(chart)
-        if relative.parts[0] == "charts" or path.name == "Chart.lock":
-            continue  # built packages and the lock are outputs of the build
-        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    for relative, path in _source_files(chart):
+        digest.update(relative.encode() + b"\0" + of_file(path) + b"\0")
     for dependency in local_dependencies(chart):
-        digest.update(source_digest(dependency, memo).encode())
+        digest.update(_tree_digest(dependency, memo, of_file).encode())
     memo[chart] = digest.hexdigest()
     return memo[chart]
 
 
+def _file_stat(path: Path) -> bytes:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}".encode()
+
+
+def source_digest(chart: Path, memo: dict[Path, str] | None = None) -> str:
+    """A digest of a chart's own files and, recursively, of its file:// dependencies' sources."""
+    return _tree_digest(chart, {} if memo is None else memo, Path.read_bytes)
+
+
 def _stamp(project: Project, chart: Path) -> Path:
-    return project.root / "build" / "chart-deps" / f"{chart.name}.sha256"
+    return project.root / "build" / "chart-deps" / f"{chart.name}.json"
 
 
-def _dependencies_digest(chart: Path, memo: dict[Path, str]) -> str:
-    return hashlib.sha256("".join(source_digest(d, memo) for d in local_dependencies(chart)).encode()).hexdigest()
+def _dependencies_digest(chart: Path, memo: dict[Path, str], of_file: Callable[[Path], bytes] = Path.read_bytes) -> str:
+    digests = "".join(_tree_digest(d, memo, of_file) for d in local_dependencies(chart))
+    return hashlib.sha256(digests.encode()).hexdigest()
+
+
+def _read_stamp(stamp: Path) -> dict[str, str]:
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # never built, or written by an older nchart: the content digest decides
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _write_stamp(stamp: Path, chart: Path) -> None:
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    recorded = {"sources": _dependencies_digest(chart, {}), "stat": _dependencies_digest(chart, {}, _file_stat)}
+    stamp.write_text(json.dumps(recorded) + "\n", encoding="utf-8")
 
 
 def stale_charts(project: Project) -> list[Path]:
     """Charts whose built dependencies do not match their sources (or were never built)."""
     stale: list[Path] = []
-    memo: dict[Path, str] = {}
+    content_memo: dict[Path, str] = {}
+    stat_memo: dict[Path, str] = {}
     for chart in build_order(project):
         if not local_dependencies(chart):
             continue
         stamp = _stamp(project, chart)
-        packages = list((chart / "charts").glob("*.tgz"))
-        if (
-            len(packages) < len(local_dependencies(chart))
-            or not stamp.is_file()
-            or stamp.read_text(encoding="utf-8").strip() != _dependencies_digest(chart, memo)
-        ):
+        recorded = _read_stamp(stamp)
+        if len(list((chart / "charts").glob("*.tgz"))) < len(local_dependencies(chart)):
+            stale.append(chart)
+        elif recorded.get("stat") == _dependencies_digest(chart, stat_memo, _file_stat):
+            continue
+        elif recorded.get("sources") == _dependencies_digest(chart, content_memo):
+            _write_stamp(stamp, chart)  # touched, not changed: remember the new times
+        else:
             stale.append(chart)
     return stale
 
@@ -123,9 +160,7 @@ def build(project: Project, progress: Progress = lambda message: None, force: bo
                 f"{(result.stderr or result.stdout).strip()}",
                 ExitCode.TOOL_FAILED,
             )
-        stamp = _stamp(project, chart)
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(_dependencies_digest(chart, {}) + "\n", encoding="utf-8")
+        _write_stamp(_stamp(project, chart), chart)
         built.append(chart.name)
         progress(f"built the dependencies of {chart.name}")
     return built

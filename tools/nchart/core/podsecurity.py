@@ -9,7 +9,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-EXCEPTIONS_ANNOTATION = "eks-neuron.io/pod-security-exceptions"
+from .names import POD_SECURITY_EXCEPTIONS_ANNOTATION
+
+EXCEPTIONS_ANNOTATION = POD_SECURITY_EXCEPTIONS_ANNOTATION
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "Pod")
 # Departures a chart may declare. A privileged container also escalates privileges and holds every
 # capability; those follow from `privileged` and are not declared on their own.

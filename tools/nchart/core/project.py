@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import ExitCode, NchartError
+from ..errors import ExitCode, NchartError
 
 UMBRELLA = "eks-neuron"
 

@@ -1,10 +1,8 @@
-"""Rendering the umbrella chart through helm (via pyhelm3)."""
+"""Rendering the umbrella chart through helm: one `helm template` process, values on stdin."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,18 +10,14 @@ from typing import Any
 
 import yaml
 
+from ..errors import ExitCode, NchartError, UsageError
 from . import chartdeps
-from .errors import ExitCode, NchartError, UsageError
 from .project import Project
-from .schemacheck import check_sources
+from .tools import run_tool
 from .values import Values, ValuesSource, merged
 
 DEFAULT_RELEASE = "eks-neuron"
 DEFAULT_NAMESPACE = "kube-system"
-
-# pyhelm3 logs each failed command as a warning; the failure is reported once, by us.
-logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
-logging.getLogger("pyhelm3").propagate = False
 
 _EXECUTION_ERROR = re.compile(r"execution error at \((?P<where>[^)]*)\): (?P<message>.*)", re.DOTALL)
 
@@ -44,18 +38,15 @@ def helm_template_args(
 
 
 def run_helm(helm: str, args: list[str], values: Values) -> str:
-    """Runs one helm command through pyhelm3, values on stdin; returns stdout."""
-    from pyhelm3 import Command  # pydantic-heavy: imported only when helm runs
-    from pyhelm3 import errors as helm_errors
+    """Runs one helm command, values as JSON on stdin; returns stdout.
 
-    command = Command(executable=helm)
-    try:
-        stdout = asyncio.run(command.run(args, json.dumps(values).encode()))
-    except helm_errors.Error as error:
-        raise NchartError(clean_helm_stderr(error.stderr.decode(errors="replace")), ExitCode.TOOL_FAILED) from None
-    except FileNotFoundError:
-        raise NchartError(f"helm not found at {helm}", ExitCode.TOOL_MISSING) from None
-    return str(stdout.decode())
+    A plain subprocess rather than pyhelm3: pyhelm3's package import alone (its pydantic models)
+    costs more than the whole `helm template` it would run (README, "Why not pyhelm3").
+    """
+    result = run_tool([helm, *args], json.dumps(values))
+    if result.returncode != 0:
+        raise NchartError(clean_helm_stderr(result.stderr), ExitCode.TOOL_FAILED)
+    return result.stdout
 
 
 def render(
@@ -81,6 +72,8 @@ def render(
 def _explain_render_failure(project: Project, sources: list[ValuesSource], helm_message: str) -> NchartError:
     """Turns helm's failure into the user's mistake where it is one: which file, which key."""
     if "don't meet the specifications of the schema" in helm_message:
+        from .schemacheck import check_sources  # jsonschema: only a failed render pays for it
+
         problems = check_sources(project, sources)
         if problems:
             # One line per problem, each naming its file and key.

@@ -6,8 +6,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import UsageError
 from .catalog import InstanceType
-from .errors import UsageError
+from .names import INSTANCE_TYPE_LABEL, NEURON, NEURONCORE
 
 Values = dict[str, Any]
 
@@ -65,8 +66,8 @@ class ServingPlan:
     @property
     def resource_request(self) -> dict[str, int]:
         if self.resource == "neuron":
-            return {"aws.amazon.com/neuron": self.cores_per_replica // self.instance.cores_per_chip}
-        return {"aws.amazon.com/neuroncore": self.cores_per_replica}
+            return {NEURON: self.cores_per_replica // self.instance.cores_per_chip}
+        return {NEURONCORE: self.cores_per_replica}
 
     def summary(self) -> str:
         ((name, count),) = self.resource_request.items()
@@ -85,7 +86,7 @@ class ServingPlan:
             SERVING: {
                 "replicasPerNode": self.replicas_per_node,
                 "neuron": {"coresPerDevice": self.instance.cores_per_chip},
-                "nodeSelector": {"node.kubernetes.io/instance-type": self.instance.name},
+                "nodeSelector": {INSTANCE_TYPE_LABEL: self.instance.name},
                 "resources": resources,
             }
         }

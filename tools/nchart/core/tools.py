@@ -6,7 +6,7 @@ import dataclasses
 import subprocess
 from collections.abc import Sequence
 
-from .errors import ExitCode, NchartError
+from ..errors import ExitCode, NchartError
 
 
 @dataclasses.dataclass(frozen=True)

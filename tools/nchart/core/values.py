@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
+from ..errors import UsageError
 from .catalog import InstanceType
-from .errors import UsageError
 from .project import Project
 from .setvalues import parse_set
 from .sizing import SERVING, instance_values, plan_serving

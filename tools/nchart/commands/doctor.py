@@ -1,0 +1,50 @@
+"""`nchart doctor`: what keeps Neuron pods from running on a live cluster."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config).",
+)
+@click.option("--context", help="Kubeconfig context (default: the current one).")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--fix", is_flag=True, help="Clear stale usage maps on nodes where no live pod holds Neuron resources.")
+@click.option("--yes", is_flag=True, help="With --fix: do not ask.")
+@click.pass_context
+def doctor(ctx: click.Context, kubeconfig: str | None, context: str | None, output: str, fix: bool, yes: bool) -> None:
+    """Find what keeps Neuron pods from running on a live cluster; exit 0 clean, 1 warnings, 3 errors."""
+    from .common import require_cluster_extra
+
+    require_cluster_extra("doctor")
+    from ..core.names import USAGE_MAPS
+    from ..doctor import diagnose, exit_code
+    from ..doctor.client import kubernetes_client, read_cluster
+    from ..doctor.findings import table
+    from ..doctor.fix import clear_usage_maps, clearable_usage_maps
+    from ..doctor.state import utc_now
+
+    api_client = kubernetes_client(kubeconfig, context)
+    with api_client:
+        state = read_cluster(api_client)
+        findings = diagnose(state, utc_now())
+        if output == "json":
+            click.echo(json.dumps([f.as_json() for f in findings], indent=2))
+        else:
+            for line in table(findings):
+                click.echo(line)
+        if fix:
+            nodes = clearable_usage_maps(state, findings)
+            if not nodes:
+                click.echo("--fix: nothing it may clear (stale usage maps on nodes without live Neuron pods)", err=True)
+            elif yes or click.confirm(f"clear {', '.join(USAGE_MAPS)} on {', '.join(nodes)}?", err=True):
+                clear_usage_maps(api_client, nodes)
+                click.echo(f"cleared the usage maps on {', '.join(nodes)}", err=True)
+                findings = diagnose(read_cluster(api_client), utc_now())
+    ctx.exit(int(exit_code(findings)))

@@ -1,0 +1,25 @@
+"""The doctor's checks, one per module, each a function (cluster state, now) -> findings, run in this order."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from ..findings import Finding
+from ..state import ClusterState
+from .device_plugin import check_device_plugins
+from .pending_pod import check_pending_pods
+from .quota import check_quota_refusals
+from .scheduler import check_schedulers
+from .serving_namespace import check_serving_namespaces
+from .usage_map import check_usage_maps
+
+Check = Callable[[ClusterState, dt.datetime], list[Finding]]
+CHECKS: tuple[Check, ...] = (
+    check_device_plugins,
+    check_schedulers,
+    check_usage_maps,
+    check_pending_pods,
+    check_quota_refusals,
+    check_serving_namespaces,
+)

@@ -1,0 +1,178 @@
+"""The cluster as the checks read it (ClusterState, listed once through the API), and the small readers
+and names the checks share."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+from typing import Any
+
+from ..core.catalog import DEFAULT_LNC, InstanceType, load_catalog
+from ..core.names import DEVICE_MANAGER_LABEL, INSTANCE_TYPE_LABEL, LNC_LABEL, NEURON, NEURONCORE
+
+DEFAULT_LEASE_DURATION_S = 15.0
+Json = dict[str, Any]
+
+
+@dataclasses.dataclass
+class ClusterState:
+    """What the checks read, as plain JSON objects (the API's field names)."""
+
+    nodes: list[Json]
+    pods: list[Json]
+    deployments: list[Json]
+    daemonsets: list[Json]
+    replicasets: list[Json]
+    services: list[Json]
+    endpoint_slices: list[Json]
+    leases: list[Json]
+    configmaps: list[Json]
+    namespaces: list[Json]
+    service_accounts: list[Json]
+
+    @classmethod
+    def read(cls, api_client: Any) -> ClusterState:
+        from kubernetes import client
+
+        core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+        discovery, coordination = client.DiscoveryV1Api(api_client), client.CoordinationV1Api(api_client)
+
+        def items(list_call: Any, **selectors: str) -> list[Json]:
+            # The API's JSON as is: the client's models refuse valid objects (an EndpointSlice of a
+            # Service with no pods has `endpoints: null`, which its model declares required).
+            response = list_call(_preload_content=False, **selectors)
+            return list(json.loads(response.data).get("items") or [])
+
+        return cls(
+            nodes=items(core.list_node),
+            pods=items(core.list_pod_for_all_namespaces),
+            deployments=items(apps.list_deployment_for_all_namespaces),
+            daemonsets=items(apps.list_daemon_set_for_all_namespaces),
+            replicasets=items(apps.list_replica_set_for_all_namespaces),
+            services=items(core.list_service_for_all_namespaces),
+            endpoint_slices=items(discovery.list_endpoint_slice_for_all_namespaces),
+            leases=items(coordination.list_lease_for_all_namespaces),
+            configmaps=items(core.list_config_map_for_all_namespaces, label_selector="app.kubernetes.io/name"),
+            namespaces=items(core.list_namespace),
+            service_accounts=items(core.list_service_account_for_all_namespaces),
+        )
+
+
+def meta_of(obj: Json) -> Json:
+    return dict(obj.get("metadata") or {})
+
+
+def name_of(obj: Json) -> str:
+    return str(meta_of(obj).get("name", ""))
+
+
+def namespace_of(obj: Json) -> str:
+    return str(meta_of(obj).get("namespace", ""))
+
+
+def labels_of(obj: Json) -> dict[str, str]:
+    return dict(meta_of(obj).get("labels") or {})
+
+
+def ref_of(kind: str, obj: Json) -> str:
+    return f"{kind}/{namespace_of(obj)}/{name_of(obj)}" if namespace_of(obj) else f"{kind}/{name_of(obj)}"
+
+
+def quantity_of(value: Any) -> int:
+    text = str(value or "0")
+    return int(float(text[:-1]) / 1000) if text.endswith("m") else int(float(text))
+
+
+def pod_spec_of(obj: Json) -> Json:
+    spec = dict(obj.get("spec") or {})
+    return dict((spec.get("template") or {}).get("spec") or spec)
+
+
+def neuron_requests(pod_spec: Json) -> tuple[int, int]:
+    """(devices, cores) the pod's containers ask for (limits, as the device plugin counts them)."""
+    devices = cores = 0
+    for container in pod_spec.get("containers") or []:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        devices += quantity_of(limits.get(NEURON))
+        cores += quantity_of(limits.get(NEURONCORE))
+    return devices, cores
+
+
+def is_ready(pod: Json) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def is_live(pod: Json) -> bool:
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") and not meta_of(pod).get(
+        "deletionTimestamp"
+    )
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    text = str(value).replace("Z", "+00:00")
+    return dt.datetime.fromisoformat(text)
+
+
+def tolerates(tolerations: list[Json], taint: Json) -> bool:
+    for toleration in tolerations:
+        key, operator = toleration.get("key") or "", toleration.get("operator") or "Equal"
+        if toleration.get("effect") and toleration.get("effect") != taint.get("effect"):
+            continue
+        if not key and operator == "Exists":
+            return True
+        if key == taint.get("key") and (operator == "Exists" or toleration.get("value") == taint.get("value")):
+            return True
+    return False
+
+
+@dataclasses.dataclass
+class NeuronNode:
+    node: Json
+    instance: InstanceType
+
+    @property
+    def name(self) -> str:
+        return name_of(self.node)
+
+    @property
+    def allocatable(self) -> tuple[int, int]:
+        allocatable = (self.node.get("status") or {}).get("allocatable") or {}
+        return quantity_of(allocatable.get(NEURON)), quantity_of(allocatable.get(NEURONCORE))
+
+    @property
+    def uses_dra(self) -> bool:
+        return labels_of(self.node).get(DEVICE_MANAGER_LABEL) == "dra"
+
+
+def neuron_nodes(state: ClusterState) -> list[NeuronNode]:
+    catalog = load_catalog()
+    found = []
+    for node in state.nodes:
+        labels = labels_of(node)
+        instance = catalog.get(labels.get(INSTANCE_TYPE_LABEL, ""))
+        if instance is None:
+            continue
+        lnc: Any = labels.get(LNC_LABEL)
+        if instance.logical_core_configs:
+            instance = instance.with_lnc(int(lnc) if lnc and str(lnc).isdigit() else DEFAULT_LNC)
+        found.append(NeuronNode(node, instance))
+    return found
+
+
+def seconds(duration: str) -> float:
+    """A Go duration (15s, 1m30s, 500ms) in seconds."""
+    total = 0.0
+    for amount, unit in re.findall(r"([\d.]+)(ms|s|m|h)", duration):
+        total += float(amount) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total or DEFAULT_LEASE_DURATION_S
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

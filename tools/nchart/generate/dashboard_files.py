@@ -1,0 +1,22 @@
+"""The Grafana dashboards' JSON in charts/grafana-dashboards/dashboards/, from generate/dashboards."""
+
+from __future__ import annotations
+
+from ..core.project import Project
+from .files import Generated, relative, update
+
+
+def generate_dashboards(project: Project, check: bool, result: Generated) -> None:
+    from .dashboards import render_all
+
+    out_dir = project.charts_dir / "grafana-dashboards" / "dashboards"
+    expected = render_all(project.charts_dir)
+    for name, text in expected.items():
+        update(project, out_dir / name, text, check, result)
+    for extra in sorted(p for p in out_dir.glob("*.json") if p.name not in expected):
+        # A dashboard the code no longer builds.
+        if check:
+            result.stale.append(relative(project, extra))
+        else:
+            extra.unlink()
+            result.written.append(f"{relative(project, extra)} (removed)")

@@ -1,0 +1,109 @@
+"""*Neuron / Scheduling*: my-scheduler's leadership and the Neuron pods waiting for a node."""
+
+from __future__ import annotations
+
+from .spec import GREEN, ORANGE, RED, AlertLimits, DashboardSpec, Link, PanelSpec, Row, Variable, query, zero_if_scraped
+
+SCHEDULER_JOB = Variable("job", "my-scheduler job", "label_values(leader_election_master_status, job)")
+
+
+KSM_JOB = Variable("ksm_job", "kube-state-metrics job", "label_values(kube_pod_status_phase, job)")
+
+
+PENDING = 'kube_pod_status_phase{job=~"$ksm_job", phase="Pending"} == 1'
+
+
+NEURON_REQUESTS = 'kube_pod_container_resource_requests{job=~"$ksm_job", resource=~"aws_amazon_com_neuron.*"}'
+
+
+def scheduling(limits: AlertLimits) -> DashboardSpec:
+    return DashboardSpec(
+        uid="neuron-scheduler",
+        title="Neuron / Scheduling",
+        description="my-scheduler leadership, its queue, and pods waiting for Neuron devices or cores.",
+        variables=(SCHEDULER_JOB, KSM_JOB),
+        links=(Link("Stable Diffusion serving", "/d/sd21-serving/neuron-stable-diffusion-serving"),),
+        rows=(_my_scheduler_row(), _neuron_pods_row(limits)),
+    )
+
+
+def _my_scheduler_row() -> Row:
+    return (
+        "my-scheduler",
+        (
+            PanelSpec(
+                "Replicas holding the leader Lease",
+                (query('sum(leader_election_master_status{job=~"$job"})', "leaders"),),
+                "my-scheduler replicas that are leader (leader_election_master_status); exactly one should "
+                "be. 0 is red, as MySchedulerNoLeader fires: Neuron pods stay Pending. `nchart doctor` "
+                "names the Lease and the fix.",
+                kind="stat",
+                width=8,
+                thresholds=((None, RED), (1, GREEN)),
+            ),
+            PanelSpec(
+                "Pending pods in the scheduler queue",
+                (query('sum by (queue) (scheduler_pending_pods{job=~"$job"})', "{{queue}}"),),
+                "Pods my-scheduler holds by queue (scheduler_pending_pods). unschedulable growing: no node "
+                "fits; see the panel below and `nchart doctor`.",
+                unit="short",
+                width=8,
+                minimum=0,
+            ),
+            PanelSpec(
+                "Scheduling attempts by result",
+                (
+                    query(
+                        'sum by (result) (rate(scheduler_schedule_attempts_total{job=~"$job"}[$__rate_interval]))',
+                        "{{result}}",
+                    ),
+                ),
+                "Scheduling attempts per second by result (scheduler_schedule_attempts_total). error: the "
+                "extender or the API server failed.",
+                unit="ops",
+                width=8,
+                minimum=0,
+            ),
+        ),
+    )
+
+
+def _neuron_pods_row(limits: AlertLimits) -> Row:
+    return (
+        "Neuron pods",
+        (
+            PanelSpec(
+                "Pending pods asking for Neuron resources",
+                (
+                    query(
+                        zero_if_scraped(
+                            f"count({PENDING} and on (namespace, pod) "
+                            f"(max by (namespace, pod) ({NEURON_REQUESTS}) > 0))",
+                            'kube_pod_status_phase{job=~"$ksm_job"}',
+                        ),
+                        "pending",
+                    ),
+                ),
+                "Pods in Pending that request aws.amazon.com/neuron or neuroncore (kube-state-metrics). Any "
+                "is orange: run `nchart doctor` for why each waits.",
+                kind="stat",
+                width=8,
+                thresholds=((None, GREEN), (1, ORANGE)),
+            ),
+            PanelSpec(
+                "Neuron resources requested by pending pods",
+                (
+                    query(
+                        f"sum by (resource) ({NEURON_REQUESTS} and on (namespace, pod) ({PENDING}))",
+                        "{{resource}}",
+                    ),
+                ),
+                "Devices and cores that Pending pods wait for: more than the free capacity of the node "
+                "pools means Karpenter must add nodes (or its limits stop it).",
+                unit="short",
+                width=16,
+                minimum=0,
+                no_value="no pending Neuron pods",
+            ),
+        ),
+    )

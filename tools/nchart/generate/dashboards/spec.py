@@ -1,0 +1,137 @@
+"""The dashboards' model: panels, variables, links and dashboards as plain data, the alert limits the
+thresholds come from, and the small query helpers every dashboard uses. builder.py turns it into
+Grafana JSON with grafana-foundation-sdk."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+PROMETHEUS = "prometheus"
+
+
+DATASOURCE_VARIABLE = "datasource"
+
+
+ROUTE = "/v1/images/generations"
+
+
+# Per-core panels that draw one series per core list at most this many.
+TOP_CORES = 10
+
+
+# Legend entries a panel may have before it overflows (tests hold every panel to it).
+MAX_LEGEND_ENTRIES = 20
+
+
+MEMORY_KINDS = ("constants", "model_code", "model_shared_scratchpad", "runtime_memory", "tensors")
+
+
+GREEN, ORANGE, RED = "green", "orange", "red"
+
+
+NEUTRAL: tuple[tuple[float | None, str], ...] = ((None, "text"),)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertLimits:
+    """The numbers the alert rules fire at, from the charts' values.yaml defaults: one source for the
+    PrometheusRules (which template them) and the dashboards' thresholds."""
+
+    execution_errors_per_second: float
+    p99_latency_slo_s: float
+    queue_saturation_ratio: float
+    error_ratio: float
+
+    @classmethod
+    def read(cls, charts_dir: Path) -> AlertLimits:
+        def rule_value(chart: str, key: str) -> float:
+            values = yaml.safe_load((charts_dir / chart / "values.yaml").read_text(encoding="utf-8"))
+            return float(values["prometheusRule"][key])
+
+        return cls(
+            execution_errors_per_second=rule_value("neuron-monitor", "executionErrorsPerSecond"),
+            p99_latency_slo_s=rule_value("sd21-serving", "p99LatencySLOSeconds"),
+            queue_saturation_ratio=rule_value("sd21-serving", "queueSaturationRatio"),
+            error_ratio=rule_value("sd21-serving", "errorRatio"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = "__auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    title: str
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PanelSpec:
+    title: str
+    queries: tuple[Query, ...]
+    description: str
+    unit: str = "short"
+    kind: str = "timeseries"  # or "stat", "heatmap"
+    width: int = 12
+    # Axis floor; ratios get 0-1 from their unit. Quantities without a natural ceiling get none.
+    minimum: float | None = None
+    # (value from which it applies, colour), ascending; the first entry is the base colour.
+    thresholds: tuple[tuple[float | None, str], ...] = ()
+    # What an empty panel says (only where empty means "nothing happened").
+    no_value: str | None = None
+    stacked: bool = False
+    # A table legend sorted by the series' mean, busiest first (top-k panels).
+    sorted_legend: bool = False
+    links: tuple[Link, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    name: str
+    label: str
+    query: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DashboardSpec:
+    uid: str
+    title: str
+    description: str
+    variables: tuple[Variable, ...]
+    rows: tuple[tuple[str, tuple[PanelSpec, ...]], ...]
+    links: tuple[Link, ...] = ()
+
+
+def query(expr: str, legend: str = "__auto") -> Query:
+    return Query(expr, legend)
+
+
+def zero_if_scraped(expr: str, scraped: str) -> str:
+    """expr, or 0 while `scraped` has series: no fake zero when the target is missing."""
+    return f"({expr}) or (count({scraped}) * 0)"
+
+
+# --- queries more than one dashboard uses ---
+
+NEURON_JOB = Variable("job", "neuron-monitor job", "label_values(instance_info, job)")
+
+UTILISATION = 'neuroncore_utilization_ratio{job=~"$job"}'
+
+
+def memory_by_kind(selector: str, by: str) -> str:
+    """Device memory summed by kind (the part of the metric name after neuroncore_memory_usage_)."""
+    return (
+        f'label_replace(sum by ({by}__name__) ({{__name__=~"neuroncore_memory_usage_.+", {selector}}}), '
+        '"kind", "$1", "__name__", "neuroncore_memory_usage_(.+)")'
+    )
+
+
+# A dashboard row: its title and its panels. Row functions are declarative, one panel after another,
+# and run past a screen for that reason.
+Row = tuple[str, tuple[PanelSpec, ...]]
