@@ -169,33 +169,42 @@ def test_whole_device_mode_asks_for_devices() -> None:
         (
             "inf2.8xlarge",
             ["sd21-serving.neuron.coresPerReplica=4"],
-            "sd21-serving.neuron.coresPerReplica=4 does not fit inf2.8xlarge, which has 2 NeuronCores",
+            "sd21-serving: neuron.coresPerReplica 4 does not fit inf2.8xlarge, which has 2 NeuronCores",
         ),
         (
             "inf2.24xlarge",
             ["sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=3"],
-            "is not a whole number of inf2.24xlarge devices",
+            "neuron.coresPerReplica 3 is not a multiple of the 2 cores per device",
         ),
         (
             "trn1.32xlarge",
             ["sd21-serving.neuron.resource=neuron", "sd21-serving.neuron.coresPerReplica=4"],
-            "trn1.32xlarge pods take 1, 4, 8, 16 devices",
+            "sd21-serving: trn1.32xlarge pods take [1 4 8 16] devices; neuron.coresPerReplica 4 means 2",
         ),
-        ("inf1.6xlarge", [], "sd21-serving needs NeuronCore-v2 or later (torch-neuronx); inf1.6xlarge has NC-v1"),
+        ("inf1.6xlarge", [], "sd21-serving: inf1.6xlarge has NC-v1 cores, which torch-neuronx cannot compile for"),
         (
             "inf2.xlarge",
             ["sd21-serving.neuron.resource=gpu"],
-            "sd21-serving.neuron.resource must be neuroncore or neuron, got 'gpu'",
+            "sd21-serving.neuron.resource: 'gpu' is not one of ['neuroncore', 'neuron']",
+        ),
+        (
+            "inf2.xlarge",
+            ["sd21-serving.neuron.coresPerReplica=two"],
+            "sd21-serving.neuron.coresPerReplica: 'two' is not of type 'integer'",
         ),
     ],
 )
-def test_bad_sizing_is_refused_with_a_clear_message(instance: str, sets: list[str], message: str) -> None:
+def test_bad_sizing_is_refused_with_the_charts_message(instance: str, sets: list[str], message: str) -> None:
+    """nchart plans replicas and resources but leaves each sizing rule to the chart, which says it once."""
     from nchart.core.catalog import resolve_instance
     from nchart.core.project import find_project
+    from nchart.core.render import render
     from nchart.core.values import value_sources
 
+    project = find_project(ROOT)
+    sources = value_sources(project, resolve_instance(instance), "dev", set_values=["sd21-serving.enabled=true", *sets])
     with pytest.raises(NchartError) as caught:
-        value_sources(find_project(ROOT), resolve_instance(instance), "dev", set_values=sets)
+        render(project, sources)
     assert caught.value.exit_code == ExitCode.USAGE
     assert message in caught.value.message
 
@@ -224,6 +233,18 @@ def test_chart_refuses_bad_values_when_rendered_without_nchart() -> None:
                 "sd21-serving": {"neuron": {"coresPerReplica": 4}},
             },
             "neuron.coresPerReplica 4 does not fit inf2.xlarge, which has 2 NeuronCores",
+        ),
+        (
+            {
+                "global": {
+                    "neuron": {
+                        "instanceTypes": ["inf1.xlarge"],
+                        "instance": {"type": "inf1.xlarge", "cores": 4, "coresPerChip": 4, "coreVersion": "NC-v1"},
+                    }
+                },
+                "sd21-serving": {"neuron": {"coresPerDevice": 4}},
+            },
+            "inf1.xlarge has NC-v1 cores, which torch-neuronx cannot compile for",
         ),
         (
             {"sd21-serving": {"neuron": {"resource": "device"}}},

@@ -90,9 +90,6 @@ node, or the render stops naming the key.
 {{- $job := .Values.compileJob }}
 {{- $instance := .Values.global.neuron.instance | default dict }}
 {{- $servedOn := dig "compilerTarget" "" $instance }}
-{{- if and $instance.type (not $servedOn) }}
-{{- fail (printf "sd21-serving: %s has %s cores, which torch-neuronx cannot compile for; serve on inf2, trn1 or trn2" $instance.type (toString $instance.coreVersion)) }}
-{{- end }}
 {{- $target := $job.target | default $servedOn }}
 {{- if not $target }}
 {{- fail "sd21-serving: compileJob.target: say which Neuron instance family the model is compiled for (inf2, trn1, trn1n or trn2), or render with nchart for an instance type" }}

@@ -53,10 +53,10 @@ def render(
         text = json.dumps(values, indent=2) if output == "json" else yaml.safe_dump(values, sort_keys=False)
         click.echo(text, nl=not text.endswith("\n"))
         return
-    for source in sources:
+    manifests = rendering.render(project, sources, release, namespace, kube_version)
+    for source in sources:  # after the render: a note about values the chart refused would mislead
         if source.note:
             click.echo(source.note, err=True)
-    manifests = rendering.render(project, sources, release, namespace, kube_version)
     if output_dir is not None:
         written = rendering.write_output_dir(manifests, output_dir)
         click.echo(f"wrote {len(written)} files under {output_dir} for {target.name}", err=True)

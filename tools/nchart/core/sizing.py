@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import UsageError
 from .catalog import InstanceType
 from .names import INSTANCE_TYPE_LABEL, NEURON, NEURONCORE
 
@@ -92,34 +91,21 @@ class ServingPlan:
         }
 
 
-def plan_serving(instance: InstanceType, serving: Mapping[str, Any]) -> ServingPlan:
-    """Replicas per node and per-replica resources for the serving values in effect; no overcommit."""
-    if instance.core_version == "NC-v1":
-        raise UsageError(
-            f"{SERVING} needs NeuronCore-v2 or later (torch-neuronx); {instance.name} has {instance.core_version} cores. "
-            f"Render without it: --set {SERVING}.enabled=false"
-        )
+def plan_serving(instance: InstanceType, serving: Mapping[str, Any]) -> ServingPlan | None:
+    """Replicas per node and per-replica resources for the serving values in effect; no overcommit.
+
+    Arithmetic only. Whether the values suit the instance (enough cores, whole devices, the device
+    counts it allows, cores torch-neuronx compiles for) is the chart's rule, in one place
+    (charts/sd21-serving/templates/validate.yaml): `helm install` users never run nchart, and nchart
+    shows the chart's message. Values of the wrong type are the schema's to refuse: no plan then.
+    """
     neuron = serving.get("neuron") or {}
-    cores = neuron.get("coresPerReplica", 2)
-    resource = neuron.get("resource", "neuroncore")
-    where = f"{SERVING}.neuron.coresPerReplica"
-    if not isinstance(cores, int) or isinstance(cores, bool) or cores < 1:
-        raise UsageError(f"{where} must be a whole number of NeuronCores >= 1, got {cores!r}")
-    if cores > instance.cores:
-        raise UsageError(f"{where}={cores} does not fit {instance.name}, which has {instance.cores} NeuronCores")
-    if resource == "neuron":
-        if cores % instance.cores_per_chip:
-            raise UsageError(
-                f"{where}={cores} is not a whole number of {instance.name} devices ({instance.cores_per_chip} cores each); "
-                f"use a multiple of {instance.cores_per_chip} or {SERVING}.neuron.resource=neuroncore"
-            )
-        devices = cores // instance.cores_per_chip
-        if instance.allowed_device_counts and devices not in instance.allowed_device_counts:
-            allowed = ", ".join(map(str, instance.allowed_device_counts))
-            raise UsageError(f"{instance.name} pods take {allowed} devices; {where}={cores} means {devices}")
-    elif resource != "neuroncore":
-        raise UsageError(f"{SERVING}.neuron.resource must be neuroncore or neuron, got {resource!r}")
-    replicas = instance.cores // cores
+    cores = neuron.get("coresPerReplica", 2) if isinstance(neuron, Mapping) else None
+    resource = neuron.get("resource", "neuroncore") if isinstance(neuron, Mapping) else None
+    if not isinstance(cores, int) or isinstance(cores, bool) or cores < 1 or resource not in ("neuroncore", "neuron"):
+        return None
+    # At least one replica: a replica larger than the node renders, and the chart says why it cannot run.
+    replicas = max(1, instance.cores // cores)
     node_cpu, node_memory = pod_capacity(instance)
     cpu_millicores = node_cpu // replicas // 100 * 100
     memory_mib = node_memory // replicas // 256 * 256

@@ -105,8 +105,9 @@ def value_sources(
     serving = merge(chart_defaults(project, [SERVING])[SERVING], merged(sources).get(SERVING) or {})
     if serving.get("enabled"):
         plan = plan_serving(instance, serving)
-        # Right after the instance layer: explicit values in files or --set still win.
-        sources.insert(1, ValuesSource(f"{SERVING} sizing ({instance.name})", plan.values(), plan.summary()))
+        if plan is not None:
+            # Right after the instance layer: explicit values in files or --set still win.
+            sources.insert(1, ValuesSource(f"{SERVING} sizing ({instance.name})", plan.values(), plan.summary()))
     return sources
 
 
