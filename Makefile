@@ -74,10 +74,10 @@ $(VENV)/.installed: pyproject.toml
 venv-serving: $(VENV)/.installed-serving
 
 # The serving requirements from the wheelhouse the server image is built from too (downloaded once).
-$(VENV)/.installed-serving: $(VENV)/.installed
+$(VENV)/.installed-serving: $(VENV)/.installed serving/pyproject.toml
 	bash scripts/download-server-wheels.sh build/wheels
 	$(VENV)/bin/pip install --quiet --no-index --find-links build/wheels -r <($(VENV)/bin/python scripts/serving-requirements.py)
-	$(VENV)/bin/pip install --quiet -e '.[test,cluster,serving]'
+	$(VENV)/bin/pip install --quiet --no-index --find-links build/wheels --no-deps -e ./serving
 	touch $@
 
 # The charts' file:// dependencies (the library chart, the umbrella's subcharts): helm dependency build.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Downloads the model server's requirements (pyproject.toml's serving extra) as wheels into a
+# Downloads the model server's requirements (serving/pyproject.toml's dependencies, and its build
+# backend: the image builds the server package offline) as wheels into a
 # wheelhouse, once: files already there are not downloaded again. The host's virtualenv and the server
 # image both install from it, so torch (0.8 GB) and the CUDA libraries it brings (2.7 GB) cross the
 # network once per machine. (pip's own cache does not help where the index's answers are not cacheable.)
@@ -13,12 +14,15 @@ repo_root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$repo_root/.venv/bin/python}
 [[ -x "$python" ]] || python=python3
 mkdir -p "$dest"
-# Both variants: the serving extra, and the Neuron image's library pins (the neuron-standin image).
+# Both variants: the server's dependencies, and the Neuron image's library pins (the neuron-standin
+# image); and the build backend.
 requirements=$(mktemp)
 neuron_requirements=$(mktemp)
-trap 'rm -f "$requirements" "$neuron_requirements"' EXIT
+build_requirements=$(mktemp)
+trap 'rm -f "$requirements" "$neuron_requirements" "$build_requirements"' EXIT
 "$python" "$repo_root/scripts/serving-requirements.py" >"$requirements"
 "$python" "$repo_root/scripts/serving-requirements.py" --variant neuron >"$neuron_requirements"
+"$python" "$repo_root/scripts/serving-requirements.py" --build-system >"$build_requirements"
 target=()
 if [[ -n "$python_version" ]]; then
   # Wheels for another Python (the image's), for Linux x86-64.
@@ -28,7 +32,7 @@ if [[ -n "$python_version" ]]; then
 fi
 started=$SECONDS
 before=$(find "$dest" -name '*.whl' | wc -l)
-for list in "$requirements" "$neuron_requirements"; do
+for list in "$requirements" "$neuron_requirements" "$build_requirements"; do
   "$python" -m pip download --quiet --disable-pip-version-check --dest "$dest" --find-links "$dest" "${target[@]}" -r "$list"
 done
 after=$(find "$dest" -name '*.whl' | wc -l)

@@ -121,6 +121,28 @@ def test_the_image_is_labelled_and_runs_as_its_non_root_user() -> None:
     assert config["Entrypoint"] == ["eks-neuron-serve"] and config["Cmd"] == ["serve"]
 
 
+def test_the_image_holds_the_server_distribution_and_nothing_of_nchart() -> None:
+    """The image installs eks-neuron-serve (serving/pyproject.toml) with pip: metadata, entry point and
+    bytecode as pip writes them; nchart and its dependencies stay out."""
+    import tomllib
+
+    version = tomllib.loads((ROOT / "serving" / "pyproject.toml").read_text())["project"]["version"]
+    script = (
+        "import importlib.metadata as m, json, serving, pathlib\n"
+        "dist = m.distribution('eks-neuron-serve')\n"
+        "cached = list(pathlib.Path(serving.__file__).parent.glob('__pycache__/*.pyc'))\n"
+        "try:\n    m.distribution('eks-neuron'); nchart = True\nexcept m.PackageNotFoundError:\n    nchart = False\n"
+        "print(json.dumps({'version': dist.version, 'scripts': [e.name for e in dist.entry_points],"
+        " 'bytecode': len(cached), 'nchart': nchart}))\n"
+    )
+    result = podman("run", "--rm", "--entrypoint", "python3", built_image("cpu"), "-c", script)
+    found = json.loads(result.stdout)
+    assert found["version"] == version
+    assert found["scripts"] == ["eks-neuron-serve"]
+    assert found["bytecode"] >= 10  # compiled at install: a read-only root never writes it
+    assert found["nchart"] is False
+
+
 def test_the_container_serves_as_the_chart_runs_it(running_image: tuple[str, str]) -> None:
     name, base = running_image
     inspected = json.loads(podman("inspect", name).stdout)[0]
