@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
+.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
 
 install: tools venv charts
 
@@ -84,11 +84,11 @@ $(VENV)/.installed-serving: $(VENV)/.installed serving/pyproject.toml
 charts: tools venv
 	$(VENV)/bin/nchart deps
 
-# Instance lists, values schemas, chart READMEs and dashboards from their sources; GOLDEN=1 also
-# rewrites tests/golden/ (review the diff).
+# Instance lists, values schemas, chart READMEs and dashboards from their sources; SNAPSHOTS=1 also
+# rewrites tests/charts/snapshots/ (review the diff).
 generate: tools venv
 	$(VENV)/bin/nchart generate
-	if [ -n "$(GOLDEN)" ]; then $(VENV)/bin/python -m pytest -q tests/test_golden.py --update-golden; fi
+	if [ -n "$(SNAPSHOTS)" ]; then $(VENV)/bin/python -m pytest -q tests/charts/test_snapshots.py --update-snapshots; fi
 
 check-generated: tools venv
 	$(VENV)/bin/nchart generate --check
@@ -98,6 +98,15 @@ lint: install
 
 demo: install
 	nchart render inf2-24xlarge --env prod
+
+# The fast loop (README: "Which check to run when"): formatting, lint, types, nchart lint (the
+# generated files' check included) and the unit tests; no image, no control plane, no soak.
+check: install-serving
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/nchart lint
+	$(VENV)/bin/python -m pytest -q -m "not slow and not e2e"
 
 test: install-serving prometheus checkov clients cluster-tools image
 	$(VENV)/bin/ruff format --check .

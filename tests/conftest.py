@@ -1,29 +1,23 @@
+"""Fixtures every test group shares: the project, throwaway copies of it, the tiny model."""
+
 from __future__ import annotations
 
-import functools
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from nchart.core.catalog import primary_instances, resolve_instance
-from nchart.core.project import Project, find_project
-from nchart.core.render import parse_manifests, render
-from nchart.core.values import value_sources
+from nchart.core.project import Project
+from tests.support.charts import PROJECT, ROOT
 
-# Fails the session on any process the tests started and left running (tests/process_guard.py).
-pytest_plugins = ["process_guard"]
-
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT = find_project(ROOT)
-ENVS = PROJECT.environments()
-# The render matrix covers each hardware once; aliases (SageMaker's ml.* names) share its facts.
-INSTANCES = [i.name for i in primary_instances()]
+# Fails the session on any process the tests started and left running (tests/support/process_guard.py).
+pytest_plugins = ["tests.support.process_guard"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from the current charts")
+    parser.addoption(
+        "--update-snapshots", action="store_true", help="rewrite tests/charts/snapshots/ from the current charts"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -32,35 +26,8 @@ def project() -> Project:
 
 
 @pytest.fixture(scope="session")
-def update_golden(request: pytest.FixtureRequest) -> bool:
-    return bool(request.config.getoption("--update-golden"))
-
-
-@functools.cache
-def _render_cached(instance: str | None, env: str | None, sets: tuple[str, ...]) -> str:
-    target = resolve_instance(instance) if instance else None
-    if target is not None and target.core_version == "NC-v1" and env is not None:
-        # As `nchart lint` does: the model server cannot run on inf1, the rest of the stack is checked there.
-        sets = ("sd21-serving.enabled=false", *sets)
-    return render(PROJECT, value_sources(PROJECT, target, env, set_values=sets))
-
-
-def render_objects(instance: str | None = None, env: str | None = None, *sets: str) -> list[dict[str, Any]]:
-    return parse_manifests(_render_cached(instance, env, tuple(sets)))
-
-
-def render_text(instance: str | None = None, env: str | None = None, *sets: str) -> str:
-    return _render_cached(instance, env, tuple(sets))
-
-
-def find(objects: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
-    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)]
-    assert len(matches) == 1, f"expected one {kind} *{name_suffix}, found {[m['metadata']['name'] for m in matches]}"
-    return matches[0]
-
-
-def find_all(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
+def update_snapshots(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-snapshots"))
 
 
 @pytest.fixture
@@ -78,8 +45,7 @@ def project_copy(tmp_path: Path) -> Project:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SD-2.x-shaped pipeline with random weights, built here (no downloads)."""
-    import serving_support  # noqa: F401  (sets the offline environment first)
-
+    import tests.support.serving  # noqa: F401  (sets the offline environment first)
     from serving.random_model import build_random_pipeline
 
     return build_random_pipeline("tiny", tmp_path_factory.mktemp("tiny-sd"))

@@ -4,7 +4,7 @@ the Lease after the leader dies (SIGKILL: the Lease must expire; SIGTERM: the le
 
 Runs what the end-to-end tests run: the local control plane, `helm install` of the prod values for
 inf2.24xlarge, two kube-scheduler processes with the chart's configuration, RBAC and flags, and the
-stand-in extender from tests/e2e. Times are wall-clock on this machine; the tests only assert that
+stand-in extender from tests/standins. Times are wall-clock on this machine; the tests only assert that
 failover happens.
 
     python bench/cluster/failover.py [--runs N]
@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the tests' support package: the bench runs what they run
 
-from conftest import PROJECT  # noqa: E402
-from e2e.standin_extender import StandinExtender  # noqa: E402
-from e2e.support import (  # noqa: E402
+from nchart.localcluster.cluster import LocalCluster  # noqa: E402
+from tests.standins.extender import StandinExtender  # noqa: E402
+from tests.support.charts import PROJECT  # noqa: E402
+from tests.support.cluster import (  # noqa: E402
     SchedulerFleet,
     helm,
     my_scheduler_config,
@@ -33,8 +34,6 @@ from e2e.support import (  # noqa: E402
     scheduler_args,
     write_values,
 )
-
-from nchart.localcluster.cluster import LocalCluster  # noqa: E402
 
 RELEASE, NAMESPACE = "eks-neuron", "kube-system"
 TIMEOUT_S = 120

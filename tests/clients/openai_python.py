@@ -1,5 +1,5 @@
 """Drives the server with the official OpenAI Python SDK, as a user would with base_url set, and prints
-what came back as one JSON object (tests/test_openai_clients.py asserts on it).
+what came back as one JSON object (tests/serving/test_openai_clients.py asserts on it).
 
     python openai_python.py BASE_URL MODEL_ID
 """

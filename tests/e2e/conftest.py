@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT
 
 from nchart.localcluster.cluster import LocalCluster, running_cluster
+from tests.support.charts import PROJECT
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

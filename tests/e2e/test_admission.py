@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import render_objects
 
 from nchart.localcluster.cluster import LocalCluster
-
-from .support import Pending, run_tool, wait_for
+from tests.support.charts import render_objects
+from tests.support.cluster import Pending, run_tool, wait_for
 
 NAMESPACE = "e2e-admission"
 EXCLUDED = "e2e-admission-excluded"

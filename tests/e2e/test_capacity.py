@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
 
 from nchart.core.catalog import InstanceType, primary_instances
 from nchart.localcluster.cluster import LocalCluster
 from nchart.localcluster.nodes import ZONES, neuron_node, node_name
-
-from .support import Pending, helm, pod_condition, release_values, wait_for, write_values
+from tests.support.charts import ROOT
+from tests.support.cluster import Pending, helm, pod_condition, release_values, wait_for, write_values
 
 NAMESPACE = "e2e-capacity"
 POOL_LABEL = "eks-neuron.test/pool"

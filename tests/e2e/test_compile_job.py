@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import render_objects
-
 from nchart.localcluster.cluster import LocalCluster
-
-from .support import Pending, pod_condition, wait_for
+from tests.support.charts import render_objects
+from tests.support.cluster import Pending, pod_condition, wait_for
 
 NAMESPACE = "e2e-compile"
 COMPILE_JOB = (

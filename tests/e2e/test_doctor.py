@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROJECT, ROOT
 
 from nchart.core.catalog import resolve_instance
 from nchart.core.values import merged, value_sources
 from nchart.localcluster.cluster import LocalCluster, running_cluster
 from nchart.localcluster.nodes import neuron_node, node_name, system_node
-
-from .standin_extender import StandinExtender
-from .support import (
+from tests.standins.extender import StandinExtender
+from tests.support.charts import PROJECT, ROOT
+from tests.support.cluster import (
     Pending,
     SchedulerFleet,
     helm,
@@ -304,7 +303,7 @@ def test_a_lease_not_renewed_and_a_lease_gone(doctor_cluster: LocalCluster, stac
 def test_an_extender_without_endpoints(doctor_cluster: LocalCluster, stack: Stack) -> None:
     extender = named(doctor_cluster, "Deployment", "neuron-scheduler")
     scale = ("kubectl", "-n", NAMESPACE, "scale", f"deployment/{extender}")
-    from .support import run_tool
+    from tests.support.cluster import run_tool
 
     run_tool(doctor_cluster, *scale, "--replicas=0")
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT
-
 from nchart.core.catalog import resolve_instance
 from nchart.localcluster.cluster import LocalCluster
 from nchart.localcluster.nodes import node_name
-
-from .support import Pending, helm, release_values, wait_for, write_values
+from tests.support.charts import ROOT
+from tests.support.cluster import Pending, helm, release_values, wait_for, write_values
 
 RELEASE = "dra"
 NAMESPACE = "e2e-dra"

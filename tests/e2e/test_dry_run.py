@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ENVS, INSTANCES, render_text
 
 from nchart.localcluster.cluster import LocalCluster
-
-from .support import Pending, run_tool, wait_for
+from tests.support.charts import ENVS, INSTANCES, render_text
+from tests.support.cluster import Pending, run_tool, wait_for
 
 
 def documents(instance: str, env: str) -> list[dict[str, Any]]:

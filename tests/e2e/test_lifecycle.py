@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nchart.localcluster.cluster import LocalCluster
-
-from .support import Pending, helm, release_leftovers, release_values, wait_for, write_values
+from tests.support.cluster import Pending, helm, release_leftovers, release_values, wait_for, write_values
 
 RELEASE = "lifecycle"
 NAMESPACE = "e2e-lifecycle"

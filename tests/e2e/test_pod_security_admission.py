@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import render_objects
 
 from nchart.core.podsecurity import WORKLOAD_KINDS, declared_exceptions, pod_spec
 from nchart.localcluster.cluster import LocalCluster
+from tests.support.charts import render_objects
 
 NAMESPACE = "e2e-restricted"
 # Every opt-in workload on: the DRA driver, node recovery, the compile Job, the hostPath model cache.

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
 
 from nchart.core.catalog import resolve_instance
 from nchart.localcluster.cluster import LocalCluster
 from nchart.localcluster.nodes import node_name
-
-from .standin_extender import StandinExtender
-from .support import (
+from tests.standins.extender import StandinExtender
+from tests.support.charts import ROOT
+from tests.support.cluster import (
     Pending,
     SchedulerFleet,
     helm,

@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT
-from oci_support import app_version, built_image, local_registry, podman
 
 from nchart.localcluster.cluster import LocalCluster
-
-from .support import helm, release_values, write_values
+from tests.support.charts import ROOT
+from tests.support.cluster import helm, release_values, write_values
+from tests.support.oci import app_version, built_image, local_registry, podman
 
 RELEASE = "oci"
 NAMESPACE = "e2e-oci"

@@ -1,0 +1,253 @@
+"""Rules and dashboards against real Prometheus tooling: promtool, and a Prometheus scraping the
+real neuron-monitor scrape and the real model server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import tests.support.serving  # noqa: F401  (offline environment for the model server)
+from nchart.generate.dashboards import dashboard_specs
+from nchart.generate.dashboards.builder import panel_queries
+from nchart.generate.dashboards.spec import AlertLimits
+from tests.support.charts import ROOT, find_all, render_objects
+from tests.support.observability import (
+    RELEASE_JOBS,
+    metric_names,
+    prometheus,
+    query,
+    rendered_rule_groups,
+    static_exporter,
+    write_rules_file,
+)
+from tests.support.readiness import wait_until_answers
+from tests.support.serving import ready_app, uvicorn_server
+
+DASHBOARD_DIR = ROOT / "charts/grafana-dashboards/dashboards"
+# A real neuron-monitor scrape (inf1.6xlarge), kept in the repository so a clone anywhere has it.
+NEURON_MONITOR_SCRAPE = ROOT / "tests/fixtures/neuron-monitor-inf1.6xlarge.prom"
+FIXTURES = ROOT / "tests/fixtures"
+# What Grafana puts in for the template variables: every value of each.
+VARIABLES = {
+    "$job": ".+",
+    "$ksm_job": ".+",
+    "$instance_id": ".+",
+    "$core": ".+",
+    "$__rate_interval": "5m",  # the traffic stays in the window however slowly the tests run
+    "$__range": "1h",
+}
+DASHBOARDS = dashboard_specs(AlertLimits.read(ROOT / "charts"))
+# Generous: on a loaded machine scrapes and rule evaluations fall far behind their 1 s interval.
+SETTLE_TIMEOUT_S = 600
+# Served images as Prometheus must see them before the panels are checked (NaN compares false).
+TRAFFIC_SERIES = ("job:sd_images_generated:rate5m > 0", "job:sd_image_request_duration_seconds:p50_5m >= 0")
+# Panels empty by design in these scrapes (none so far).
+EMPTY_WHEN_HEALTHY: set[str] = set()
+
+pytestmark = pytest.mark.slow
+
+
+def substitute(expr: str) -> str:
+    for name, value in VARIABLES.items():
+        expr = expr.replace(name, value)
+    return expr
+
+
+def dashboards() -> list[tuple[str, dict[str, Any]]]:
+    return [(path.name, json.loads(path.read_text())) for path in sorted(DASHBOARD_DIR.glob("*.json"))]
+
+
+def test_committed_dashboards_are_the_ones_the_code_builds() -> None:
+    assert {name for name, _ in dashboards()} == {f"{spec.uid}.json" for spec in DASHBOARDS}
+
+
+def test_dashboards_have_datasource_and_job_variables_and_a_configmap_each() -> None:
+    objects = render_objects("inf2.xlarge", "prod")
+    configmaps = {
+        o["metadata"]["name"]: o
+        for o in find_all(objects, "ConfigMap")
+        if "grafana-dashboards" in o["metadata"]["name"]
+    }
+    assert len(configmaps) == len(DASHBOARDS)
+    for name, dashboard in dashboards():
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+        assert variables["job"]["type"] == "query" and variables["job"]["datasource"]["uid"] == "${datasource}"
+        for title, expr in panel_queries(dashboard):
+            assert 'job=~"$job"' in expr or 'job=~"$ksm_job"' in expr, (
+                f"{name} / {title} ignores the job variable: {expr}"
+            )
+        configmap = next(c for c in configmaps.values() if name in c["data"])
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert configmap["metadata"]["annotations"]["grafana_folder"] == "Neuron"
+        assert json.loads(configmap["data"][name]) == dashboard
+
+
+def test_promtool_checks_and_unit_tests_the_rules(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not installed: run scripts/install-prometheus.sh"
+    rules = write_rules_file(tmp_path / "rules.yaml")
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
+    shutil.copy(ROOT / "tests/rules/eks-neuron.test.yaml", tmp_path / "eks-neuron.test.yaml")
+    tested = subprocess.run(
+        [promtool, "test", "rules", str(tmp_path / "eks-neuron.test.yaml")], capture_output=True, text=True
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    alerts = {rule["alert"] for group in rendered_rule_groups() for rule in group["rules"] if "alert" in rule}
+    unit_tests = (ROOT / "tests/rules/eks-neuron.test.yaml").read_text()
+    untested = {alert for alert in alerts if f"alertname: {alert}" not in unit_tests}
+    assert not untested, f"alerts without a promtool unit test: {untested}"
+    runbook = (ROOT / "docs/runbooks.md").read_text()
+    for group in rendered_rule_groups():
+        for rule in group["rules"]:
+            if "alert" in rule:
+                assert rule["annotations"]["runbook_url"].endswith(f"#{rule['alert'].lower()}")
+                assert f"## {rule['alert']}\n" in runbook
+
+
+@pytest.fixture(scope="module")
+def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Prometheus scraping the real neuron-monitor scrape, the real model server and the other exporters' scrapes."""
+    workdir = tmp_path_factory.mktemp("prometheus")
+    rules = write_rules_file(workdir / "rules.yaml")
+    files = {
+        "neuron-monitor": NEURON_MONITOR_SCRAPE,
+        "my-scheduler": FIXTURES / "kube-scheduler.prom",
+        "node-problem-detector": FIXTURES / "node-problem-detector.prom",
+        "kube-state-metrics": FIXTURES / "kube-state-metrics.prom",
+    }
+    with (
+        static_exporter(files) as exporter,
+        uvicorn_server(ready_app(tiny_model_dir)) as server_url,
+        httpx.Client(base_url=server_url, timeout=60) as client,
+    ):
+        wait_until_answers(f"{server_url}/ready", "the model server", timeout_s=180)
+        assert client.post("/v1/images/generations", json={"prompt": ""}).status_code == 422
+        scrape_configs = [
+            {
+                "job_name": RELEASE_JOBS[name],
+                "metrics_path": f"/{name}",
+                "static_configs": [{"targets": [exporter]}],
+            }
+            for name in files
+        ]
+        scrape_configs.append(
+            {
+                "job_name": RELEASE_JOBS["serving"],
+                "static_configs": [{"targets": [server_url.removeprefix("http://")]}],
+            }
+        )
+        with prometheus(workdir, scrape_configs, rules) as base:
+            # Traffic while Prometheus scrapes, until rates and quantiles have numbers; then every
+            # recording rule evaluated with data (bounded generously: on a busy machine scrapes and
+            # evaluations fall behind their 1 s interval).
+            deadline_s = time.monotonic() + SETTLE_TIMEOUT_S
+            seed = 0
+            while missing := prometheus_unsettled(base, len(scrape_configs)):
+                assert time.monotonic() < deadline_s, f"after {SETTLE_TIMEOUT_S}s, still missing: {missing}"
+                # Traffic only until Prometheus has seen it: a server busy generating may miss a 1 s
+                # scrape on a loaded machine, and `up` must settle too.
+                if any(name in missing for name in TRAFFIC_SERIES):
+                    response = client.post(
+                        "/v1/images/generations", json={"prompt": "a lighthouse", "steps": 2, "seed": seed}
+                    )
+                    assert response.status_code == 200
+                    seed += 1
+                time.sleep(0.5)
+            yield base
+
+
+def prometheus_unsettled(base: str, targets: int) -> list[str]:
+    """What is still missing before the panels can be checked (empty when nothing is)."""
+    missing = []
+    up = len(query(base, "up == 1")["data"]["result"])
+    if up != targets:
+        active = httpx.get(f"{base}/api/v1/targets").json()["data"]["activeTargets"]
+        errors = {t["labels"]["job"]: t["lastError"] for t in active if t["health"] != "up"}
+        missing.append(f"{up} of {targets} targets up (down: {errors})")
+    # A rate over a target needs two of its samples: a busy machine may have scraped some only once.
+    twice = len(query(base, "count_over_time(up[5m]) >= 2")["data"]["result"])
+    if twice != targets:
+        missing.append(f"{twice} of {targets} targets scraped twice")
+    for traffic in TRAFFIC_SERIES:
+        if not query(base, traffic)["data"]["result"]:
+            missing.append(traffic)
+    groups = httpx.get(f"{base}/api/v1/rules").json()["data"]["groups"]
+    recording = [rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "recording"]
+    missing += [name for name in recording if not query(base, name)["data"]["result"]]
+    return missing
+
+
+def scraped_names(base: str) -> set[str]:
+    return set(httpx.get(f"{base}/api/v1/label/__name__/values").json()["data"])
+
+
+def test_every_target_is_up(live_prometheus: str) -> None:
+    targets = httpx.get(f"{live_prometheus}/api/v1/targets").json()["data"]["activeTargets"]
+    assert {t["labels"]["job"]: t["health"] for t in targets} == {job: "up" for job in RELEASE_JOBS.values()}
+
+
+@pytest.mark.parametrize("dashboard", [spec.uid for spec in DASHBOARDS])
+def test_every_panel_query_parses_and_returns_data(live_prometheus: str, dashboard: str) -> None:
+    content = json.loads((DASHBOARD_DIR / f"{dashboard}.json").read_text())
+    names = scraped_names(live_prometheus)
+    for title, expr in panel_queries(content):
+        missing = metric_names(expr) - names
+        assert not missing, f"{dashboard} / {title}: no scrape provides {sorted(missing)}"
+        result = query(live_prometheus, substitute(expr))
+        assert result["status"] == "success", f"{dashboard} / {title}: {result.get('error')}"
+        if title in EMPTY_WHEN_HEALTHY:
+            continue
+        assert result["data"]["result"], f"{dashboard} / {title}: no data for {substitute(expr)}"
+        # The test sent traffic while Prometheus scraped: latency, batch and step panels have numbers.
+        values = [sample["value"][1] for sample in result["data"]["result"]]
+        assert all(v not in ("NaN", "+Inf", "-Inf") for v in values), f"{dashboard} / {title}: {values}"
+    for variable in content["templating"]["list"]:
+        if variable["type"] == "query":
+            selector = variable["query"].removeprefix("label_values(").rsplit(",", 1)[0]
+            series = httpx.get(f"{live_prometheus}/api/v1/series", params={"match[]": substitute(selector)}).json()[
+                "data"
+            ]
+            label = variable["query"].rsplit(",", 1)[1].strip(" )")
+            assert {s.get(label) for s in series} - {None}, (
+                f"{dashboard}: variable {variable['name']} would list nothing"
+            )
+
+
+def test_every_rule_evaluates_and_recording_rules_have_data(live_prometheus: str) -> None:
+    groups = httpx.get(f"{live_prometheus}/api/v1/rules").json()["data"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    expected = sum(len(group["rules"]) for group in rendered_rule_groups())
+    assert len(rules) == expected
+    names = scraped_names(live_prometheus)
+    for rule in rules:
+        assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
+        missing = metric_names(rule["query"]) - names
+        assert not missing, f"{rule['name']}: no scrape provides {sorted(missing)}"
+        result = query(live_prometheus, rule["query"])
+        assert result["status"] == "success", rule["name"]
+        if rule["type"] == "recording":
+            assert query(live_prometheus, rule["name"])["data"]["result"], f"recording rule {rule['name']} has no data"
+    firing = {rule["name"] for rule in rules if rule["type"] == "alerting" and rule["state"] != "inactive"}
+    # The scrapes describe a node with a Neuron DMA error; nothing else is wrong.
+    assert firing == {"NeuronHealthConditionFailed"}
+
+
+def test_metric_name_extraction() -> None:
+    assert metric_names(
+        'sum by (job, le) (rate(sd_http_request_duration_seconds_bucket{route="/x", status="200"}[5m]))'
+    ) == {"sd_http_request_duration_seconds_bucket"}
+    assert metric_names('count(a_total{x="y"} > 0.01) or vector(0)') == {"a_total"}
+    assert metric_names('count by (instance_type) (instance_info{job=~".+"})') == {"instance_info"}
+    assert metric_names('x:y:rate5m{job=~"$job"} / on (pod) group_left () b') == {"x:y:rate5m", "b"}
+    assert metric_names('sum({__name__=~"neuroncore_memory_usage_.+"})') == set()

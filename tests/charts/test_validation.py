@@ -1,0 +1,88 @@
+"""Incompatible settings fail at render time with a message that says what to change."""
+
+from __future__ import annotations
+
+import pytest
+
+from nchart.errors import ExitCode, NchartError
+from tests.support.charts import find, render_objects, render_text
+
+
+def render_error(*sets: str) -> NchartError:
+    with pytest.raises(NchartError) as caught:
+        render_text("inf2.xlarge", "dev", *sets)
+    assert caught.value.exit_code == ExitCode.USAGE
+    return caught.value
+
+
+def test_my_scheduler_without_extender_is_refused() -> None:
+    error = render_error("neuron-scheduler.enabled=false")
+    assert "my-scheduler.enabled is true but neuron-scheduler.enabled is false" in error.message
+    assert "Enable neuron-scheduler, or disable my-scheduler" in error.message
+
+
+def test_extender_without_my_scheduler_is_refused() -> None:
+    error = render_error("my-scheduler.enabled=false")
+    assert "neuron-scheduler.enabled is true but my-scheduler.enabled is false" in error.message
+
+
+def test_both_schedulers_off_is_a_valid_stack() -> None:
+    objects = render_objects(
+        "inf2.xlarge",
+        "dev",
+        "my-scheduler.enabled=false",
+        "neuron-scheduler.enabled=false",
+        "global.neuron.schedulerName=",
+    )
+    scheduler_objects = [
+        o
+        for o in objects
+        if o["metadata"]["name"].startswith(("eks-neuron-my-scheduler", "eks-neuron-neuron-scheduler"))
+    ]
+    assert not scheduler_objects
+    find(objects, "DaemonSet", "neuron-device-plugin")
+    assert "schedulerName" not in find(objects, "Deployment", "sd21-serving")["spec"]["template"]["spec"]
+
+
+def test_serving_must_not_wait_for_a_disabled_scheduler() -> None:
+    error = render_error("my-scheduler.enabled=false", "neuron-scheduler.enabled=false")
+    assert 'global.neuron.schedulerName is "my-scheduler" but my-scheduler is disabled' in error.message
+    error = render_error("global.neuron.schedulerName=")
+    assert "Neuron workloads would bypass the extender. Set global.neuron.schedulerName: my-scheduler" in error.message
+
+
+def test_recovery_without_an_iam_role_is_refused() -> None:
+    error = render_error("neuron-problem-detector.recovery.enabled=true")
+    assert "serviceAccount.iamRoleArn is empty" in error.message
+    assert "autoscaling:SetInstanceHealth" in error.message
+
+
+def test_several_scheduler_replicas_need_leader_election() -> None:
+    error = render_error("my-scheduler.replicaCount=3", "my-scheduler.leaderElection.enabled=false")
+    assert "replicaCount is 3 but leaderElection.enabled is false" in error.message
+
+
+def test_renamed_extender_needs_the_scheduler_told() -> None:
+    error = render_error("neuron-scheduler.fullnameOverride=neuron-extender")
+    assert "set my-scheduler.extender.serviceName" in error.message
+    objects = render_objects(
+        "inf2.xlarge",
+        "dev",
+        "neuron-scheduler.fullnameOverride=neuron-extender",
+        "my-scheduler.extender.serviceName=neuron-extender",
+    )
+    assert find(objects, "Service", "neuron-extender")
+    assert (
+        "http://neuron-extender.kube-system.svc"
+        in find(objects, "ConfigMap", "my-scheduler-config")["data"]["scheduler-config.yaml"]
+    )
+
+
+def test_typo_in_a_key_names_the_key_and_the_layer() -> None:
+    error = render_error("neuron-monitor.servicMonitor.enabled=true")
+    assert "--set: neuron-monitor.servicMonitor: unknown key (did you mean 'serviceMonitor'?)" in error.message
+
+
+def test_wrong_type_names_the_key() -> None:
+    error = render_error("my-scheduler.replicaCount=two")
+    assert "my-scheduler.replicaCount" in error.message and "'two' is not of type 'integer'" in error.message

@@ -1,0 +1,111 @@
+"""Generated files are current, and the check fails when one is edited by hand or its source drifts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from nchart.cli import cli
+from nchart.core.catalog import load_catalog
+from nchart.core.project import Project
+from nchart.generate.instance_lists import INSTANCE_LIST_CHARTS
+from nchart.generate.schemas import key_mismatches
+from tests.support.charts import ROOT
+
+
+def check(project: Project) -> tuple[int, str]:
+    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(project.root), "generate", "--check"])
+    return result.exit_code, result.stderr
+
+
+def test_committed_generated_files_are_current() -> None:
+    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(ROOT), "generate", "--check"])
+    assert result.exit_code == 0, result.stderr
+    assert "generated files are current" in result.stdout
+
+
+def test_hand_edited_schema_fails_the_check(project_copy: Project) -> None:
+    path = project_copy.charts_dir / "my-scheduler" / "values.schema.json"
+    schema = json.loads(path.read_text())
+    schema["properties"]["replicaCount"]["minimum"] = 0
+    path.write_text(json.dumps(schema, indent=2) + "\n")
+    code, stderr = check(project_copy)
+    assert code == 3
+    assert "charts/my-scheduler/values.schema.json" in stderr and "make generate" in stderr
+
+
+def test_catalog_change_makes_the_instance_lists_stale(project_copy: Project) -> None:
+    values = project_copy.charts_dir / "neuron-monitor" / "values.yaml"
+    values.write_text(values.read_text().replace("      - trn1n.32xlarge\n", "", 1))
+    code, stderr = check(project_copy)
+    assert code == 3 and "charts/neuron-monitor/values.yaml" in stderr
+
+
+@pytest.mark.parametrize("chart", INSTANCE_LIST_CHARTS)
+def test_instance_lists_and_schema_enums_are_the_catalog(chart: str) -> None:
+    values = yaml.safe_load((ROOT / "charts" / chart / "values.yaml").read_text())
+    assert values["global"]["neuron"]["instanceTypes"] == list(load_catalog())
+    schema = json.loads((ROOT / "charts" / chart / "values.schema.json").read_text())
+    items = schema["properties"]["global"]["properties"]["neuron"]["properties"]["instanceTypes"]["items"]
+    assert items["enum"] == list(load_catalog())
+
+
+def test_key_only_in_values_or_only_in_schema_is_a_generation_error() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {}, "c": {}}}}}
+    assert key_mismatches({"a": {"b": 1, "c": 2}}, schema) == []
+    assert key_mismatches({"a": {"b": 1, "c": 2, "d": 3}}, schema) == ["a.d: in values.yaml but not in the schema"]
+    assert key_mismatches({"a": {"b": 1}}, schema) == ["a.c: in the schema but not in values.yaml"]
+
+
+def test_schema_generation_refuses_values_and_schema_that_disagree(project_copy: Project) -> None:
+    # A `hidden` annotation keeps a key out of the schema: values.yaml then has a key the schema forbids.
+    values = project_copy.charts_dir / "neuron-scheduler" / "values.yaml"
+    values.write_text(
+        values.read_text().replace(
+            "\nreplicaCount: 1 # @schema minimum: 1\n", "\nreplicaCount: 1 # @schema hidden: true\n"
+        )
+    )
+    code, stderr = check(project_copy)
+    assert code == 2
+    assert "charts/neuron-scheduler/values.yaml: values and schema disagree" in stderr
+    assert "replicaCount: in values.yaml but not in the schema" in stderr
+
+
+@pytest.mark.parametrize("chart", sorted(p.parent.name for p in ROOT.glob("charts/*/values.schema.json")))
+def test_every_object_of_our_own_shape_is_strict(chart: str) -> None:
+    """No unknown key passes wherever the schema lists properties (global and the umbrella's subchart
+    sections excepted: those are shared, or checked by the subchart's own schema)."""
+    schema = json.loads((ROOT / "charts" / chart / "values.schema.json").read_text())
+    lax = []
+
+    def visit(node: dict, path: str) -> None:
+        if node.get("properties"):
+            if (
+                node.get("additionalProperties", True) is True
+                and not path.startswith("global")
+                and not (chart == "eks-neuron" and path.count(".") == 0 and path)
+            ):
+                lax.append(path or "(top level)")
+            for key, child in node["properties"].items():
+                visit(child, f"{path}.{key}" if path else key)
+
+    visit(schema, "")
+    assert not lax, lax
+
+
+def test_a_changed_exception_reason_makes_the_readme_table_stale(project_copy: Project) -> None:
+    values = project_copy.charts_dir / "neuron-monitor" / "values.yaml"
+    values.write_text(values.read_text().replace("a privileged container runs as root", "privileged means root"))
+    code, stderr = check(project_copy)
+    assert code == 3
+    stale = {line.strip() for line in stderr.splitlines()}
+    assert any(line.startswith("README.md") for line in stale), stderr
+    generated = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(project_copy.root), "generate"])
+    assert generated.exit_code == 0, generated.stderr
+    assert (
+        "| neuron-monitor | neuron-monitor | runAsRoot | The device files are root's; privileged means root"
+        in (project_copy.root / "README.md").read_text()
+    )

@@ -1,0 +1,144 @@
+"""The rules of the rendered charts as a Prometheus rule file, and a real Prometheus on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from nchart.localcluster.processes import free_port, running
+from tests.support.charts import render_objects
+from tests.support.readiness import wait_until_answers
+
+RELEASE_JOBS = {
+    "neuron-monitor": "eks-neuron-neuron-monitor",
+    "serving": "eks-neuron-sd21-serving",
+    "my-scheduler": "eks-neuron-my-scheduler-metrics",
+    "node-problem-detector": "eks-neuron-neuron-problem-detector",
+    "kube-state-metrics": "kube-state-metrics",
+}
+
+
+def rendered_rule_groups() -> list[dict[str, Any]]:
+    """Every PrometheusRule group of the prod render, in chart order."""
+    groups: list[dict[str, Any]] = []
+    for rule in (o for o in render_objects("inf2.xlarge", "prod") if o["kind"] == "PrometheusRule"):
+        groups.extend(rule["spec"]["groups"])
+    return groups
+
+
+def write_rules_file(path: Path) -> Path:
+    path.write_text(yaml.safe_dump({"groups": rendered_rule_groups()}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def static_exporter(files: dict[str, Path]) -> Iterator[str]:
+    """Serves each file at /<name> in Prometheus text format; yields host:port."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = files.get(self.path.strip("/"))
+            if path is None:
+                self.send_error(404)
+                return
+            body = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@contextlib.contextmanager
+def prometheus(workdir: Path, scrape_configs: list[dict[str, Any]], rules_file: Path) -> Iterator[str]:
+    """A real Prometheus (Debian's package) scraping every 5 s; yields its base URL."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus not installed: run scripts/install-prometheus.sh"
+    config = {
+        # Scrapes every 5 s with as long to answer: with 1 s, a loaded machine timed out the largest
+        # scrape (the real neuron-monitor one) for ten minutes in a row.
+        "global": {"scrape_interval": "5s", "scrape_timeout": "5s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules_file)],
+        "scrape_configs": scrape_configs,
+    }
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    with (
+        (workdir / "prometheus.log").open("w") as log,
+        running("prometheus", argv, timeout_s=30, stdout=log, stderr=subprocess.STDOUT) as (process, _),
+    ):
+        wait_until_answers(
+            f"{base}/-/ready",
+            "prometheus",
+            timeout_s=120,
+            why_dead=lambda: None if process.poll() is None else (workdir / "prometheus.log").read_text(),
+        )
+        yield base
+
+
+def query(base: str, expr: str) -> dict[str, Any]:
+    response = httpx.get(f"{base}/api/v1/query", params={"query": expr}, timeout=10)
+    payload: dict[str, Any] = response.json()
+    return payload
+
+
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+    "le",
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (not functions, label names, keywords or literals)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", "{}", text)  # label matchers
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges
+    names = set()
+    for match in re.finditer(r"(?<![\w:.])([a-zA-Z_:][\w:]*)(?![\w:])(?!\s*\()", text):
+        name = match.group(1)
+        if name.lower() not in _KEYWORDS:
+            names.add(name)
+    return names
