@@ -195,6 +195,19 @@ def _trace_parts(
     return compiler_args
 
 
+def _tracer(tracer: str, target: CompileTarget | None) -> tuple[Any, torch.dtype]:
+    """torch_neuronx (None for the jit tracer) and the dtype the traced parts run in."""
+    if tracer == "neuron":
+        if target is None:
+            raise ValueError("the neuron tracer needs a target (--target inf2, trn1, trn1n or trn2)")
+        return import_torch_neuronx(), torch.bfloat16
+    if tracer == "jit":
+        if target is not None:
+            raise ValueError("--target is for the neuron tracer; the jit tracer runs on CPU")
+        return None, torch.float32
+    raise ValueError(f"unknown tracer {tracer!r}; expected neuron or jit")
+
+
 def compile_pipeline(
     source_dir: Path,
     out_dir: Path,
@@ -210,18 +223,7 @@ def compile_pipeline(
     target (the instance family the model will run on)."""
     from diffusers import StableDiffusionPipeline
 
-    neuronx = None
-    if tracer == "neuron":
-        if target is None:
-            raise ValueError("the neuron tracer needs a target (--target inf2, trn1, trn1n or trn2)")
-        neuronx = import_torch_neuronx()
-        low_precision = torch.bfloat16
-    elif tracer == "jit":
-        if target is not None:
-            raise ValueError("--target is for the neuron tracer; the jit tracer runs on CPU")
-        low_precision = torch.float32
-    else:
-        raise ValueError(f"unknown tracer {tracer!r}; expected neuron or jit")
+    neuronx, low_precision = _tracer(tracer, target)
     attention = attention or ("bmm" if tracer == "neuron" else "sdpa")
 
     pipeline = StableDiffusionPipeline.from_pretrained(source_dir, local_files_only=True, safety_checker=None)

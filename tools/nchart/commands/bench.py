@@ -11,7 +11,7 @@ from .common import project_of
 @click.command()
 @click.argument("instance", default="inf2-24xlarge")
 @click.option("--env", "-e", default="prod", show_default=True)
-@click.option("--runs", type=click.IntRange(min=3), default=15, show_default=True, help="Runs of each command.")
+@click.option("--runs", type=click.IntRange(min=3), default=21, show_default=True, help="Runs of each command.")
 @click.option(
     "--target",
     type=float,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 from importlib import resources
 from typing import Any
@@ -139,6 +138,8 @@ def resolve_instance(name: str) -> InstanceType:
     wanted = normalise_instance_name(name)
     if wanted in catalog:
         return catalog[wanted]
+    import difflib  # only an unknown name pays for it
+
     choices = difflib.get_close_matches(wanted, list(catalog), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(choices)}?" if choices else ""
     raise UsageError(f"unknown instance type {name!r}.{hint} Known Neuron instance types: {', '.join(catalog)}")

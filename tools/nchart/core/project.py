@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from pathlib import Path
 
 from ..errors import ExitCode, NchartError
@@ -61,6 +60,8 @@ class Project:
         local = self.root / "bin" / name
         if local.is_file() and os.access(local, os.X_OK):
             return str(local)
+        import shutil  # only a tool outside bin/ pays for it
+
         found = shutil.which(name)
         if found:
             return found

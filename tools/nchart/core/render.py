@@ -1,20 +1,30 @@
-"""Rendering the umbrella chart through helm: one `helm template` process, values on stdin."""
+"""Rendering the umbrella chart through helm: one `helm template` process, values on stdin.
+
+helm is started before its values are known (`HelmTemplate`): its own start-up, about half of a
+render on a small machine, then overlaps nchart's imports and its layering of the values. That is safe
+because helm reads its values before it loads the chart (helm v3.19 cmd/helm/install.go, runInstall:
+MergeValues, then loader.Load): the charts' dependencies are rebuilt, where stale, before helm gets its
+values, so it only ever loads current ones (tests/nchart/test_chartdeps.py renders an edited subchart
+through this path).
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-import yaml
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ExitCode, NchartError, UsageError
 from . import chartdeps
 from .project import Project
 from .tools import run_tool
-from .values import Values, ValuesSource, merged
+
+if TYPE_CHECKING:
+    from .values import Values, ValuesSource
 
 DEFAULT_RELEASE = "eks-neuron"
 DEFAULT_NAMESPACE = "kube-system"
@@ -49,6 +59,64 @@ def run_helm(helm: str, args: list[str], values: Values) -> str:
     return result.stdout
 
 
+class HelmTemplate:
+    """A `helm template` process waiting for its values on stdin; `finish` gives them and returns the
+    manifests. Leaving the `with` block without finishing stops the process (by its PID)."""
+
+    TIMEOUT_S = 300
+
+    def __init__(
+        self,
+        project: Project,
+        release: str = DEFAULT_RELEASE,
+        namespace: str = DEFAULT_NAMESPACE,
+        kube_version: str | None = None,
+        api_versions: Iterable[str] = (),
+    ) -> None:
+        self.project = project
+        helm = project.tool("helm")
+        args = helm_template_args(project.umbrella, release, namespace, kube_version, api_versions)
+        try:
+            self._process: subprocess.Popen[str] | None = subprocess.Popen(
+                [helm, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        except OSError as error:
+            raise NchartError(f"cannot run {helm}: {error.strerror}", ExitCode.TOOL_MISSING) from None
+
+    def __enter__(self) -> HelmTemplate:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+        self._process = None
+
+    def finish(self, sources: list[ValuesSource]) -> str:
+        """The manifests helm renders from the layered values; helm's refusal as the user's error where it is one."""
+        from .values import merged
+
+        if self._process is None:
+            raise RuntimeError("HelmTemplate.finish called twice")
+        values = json.dumps(merged(sources))
+        chartdeps.ensure_built(self.project)  # before helm has its values, so before it loads the chart
+        process, self._process = self._process, None
+        try:
+            stdout, stderr = process.communicate(values, timeout=self.TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise NchartError(f"helm template did not finish within {self.TIMEOUT_S}s", ExitCode.TOOL_FAILED) from None
+        if process.returncode != 0:
+            raise _explain_render_failure(self.project, sources, clean_helm_stderr(stderr))
+        return stdout
+
+
 def render(
     project: Project,
     sources: list[ValuesSource],
@@ -58,15 +126,8 @@ def render(
     api_versions: Iterable[str] = (),
 ) -> str:
     """The umbrella chart rendered with the layered values, as helm prints it."""
-    values = merged(sources)
-    chartdeps.ensure_built(project)
-    args = helm_template_args(project.umbrella, release, namespace, kube_version, api_versions)
-    try:
-        return run_helm(project.tool("helm"), args, values)
-    except NchartError as error:
-        if error.exit_code != ExitCode.TOOL_FAILED:
-            raise
-        raise _explain_render_failure(project, sources, error.message) from None
+    with HelmTemplate(project, release, namespace, kube_version, api_versions) as helm:
+        return helm.finish(sources)
 
 
 def _explain_render_failure(project: Project, sources: list[ValuesSource], helm_message: str) -> NchartError:
@@ -86,6 +147,8 @@ def _explain_render_failure(project: Project, sources: list[ValuesSource], helm_
 
 
 def parse_manifests(text: str) -> list[dict[str, Any]]:
+    import yaml
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return [doc for doc in yaml.load_all(text, Loader=loader) if doc]
 

@@ -6,6 +6,9 @@ made from the instance catalog: their labels, taint, capacity and allocatable ar
 of that type reports, and kwok marks the pods bound to them Running. Every process listens on
 127.0.0.1 only and is stopped by its own PID (kept in the state directory, so `nchart cluster down`
 can stop what `nchart cluster up` started).
+
+LocalCluster is one object over one state directory; each method is short, and the module stays whole
+(a little over 300 lines) rather than spread one class's state across files.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import ssl
 import subprocess
 import time
@@ -35,35 +37,12 @@ from .components import (
 )
 from .nodes import KUBELET_VERSION, default_nodes
 from .pki import KeyPair, write_kubeconfig, write_pki
-from .processes import ProcessRecord, start_process
+from .processes import ProcessRecord, free_port, start_process, wait_until
 
 Progress = Callable[[str], None]
 
 KUBERNETES_VERSION = KUBELET_VERSION
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
-    """Polls `check` until it returns something truthy; raises NchartError naming `what` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as error:  # the thing waited for may not answer yet
-            last_error = error
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise NchartError(f"{what} did not happen within {timeout_s:.0f}s{detail}", ExitCode.TOOL_FAILED)
-        time.sleep(interval_s)
 
 
 class LocalCluster:

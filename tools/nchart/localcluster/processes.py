@@ -20,11 +20,14 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..errors import ExitCode, NchartError
 
 LEDGER_ENV = "EKS_NEURON_PROCESS_LEDGER"
 # Who started a process: a caller may say; pytest says which test (or fixture setup) runs.
@@ -165,3 +168,26 @@ def children(parent: int) -> list[ProcessRecord]:
         command = tuple(a.decode(errors="replace") for a in argv if a) or (stat[stat.find("(") + 1 : stat.rfind(")")],)
         found.append(ProcessRecord(command[0].rsplit("/", 1)[-1], command, int(stat_file.parent.name), int(fields[19])))
     return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
+    """Polls `check` until it returns something truthy; raises NchartError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as error:  # the thing waited for may not answer yet
+            last_error = error
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise NchartError(f"{what} did not happen within {timeout_s:.0f}s{detail}", ExitCode.TOOL_FAILED)
+        time.sleep(interval_s)

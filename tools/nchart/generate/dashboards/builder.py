@@ -52,22 +52,7 @@ def _panel(spec: PanelSpec) -> Any:
     if spec.no_value:
         builder = builder.no_value(spec.no_value)
     if spec.kind == "timeseries":
-        legend = common.VizLegendOptions().show_legend(True)
-        if spec.sorted_legend:
-            legend = (
-                legend.display_mode(common_models.LegendDisplayMode.TABLE)
-                .placement(common_models.LegendPlacement.RIGHT)
-                .calcs(["mean", "max"])
-                .sort_by("Mean")
-                .sort_desc(True)
-            )
-        else:
-            legend = legend.display_mode(common_models.LegendDisplayMode.LIST).placement(
-                common_models.LegendPlacement.BOTTOM
-            )
-        builder = builder.legend(legend)
-        if spec.stacked:
-            builder = builder.stacking(common.StackingConfig().mode(common_models.StackingMode.NORMAL))
+        builder = _timeseries_options(builder, spec)
     if spec.kind == "heatmap":
         # Rows are the series (one per core), not buckets to compute; their numeric names order them.
         builder = (
@@ -80,6 +65,30 @@ def _panel(spec: PanelSpec) -> Any:
         builder = builder.with_target(
             prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(chr(ord("A") + index))
         )
+    return builder
+
+
+def _timeseries_options(builder: Any, spec: PanelSpec) -> Any:
+    """The legend (a sorted table beside per-core panels, a list below the rest) and stacking."""
+    from grafana_foundation_sdk.builders import common
+    from grafana_foundation_sdk.models import common as common_models
+
+    legend = common.VizLegendOptions().show_legend(True)
+    if spec.sorted_legend:
+        legend = (
+            legend.display_mode(common_models.LegendDisplayMode.TABLE)
+            .placement(common_models.LegendPlacement.RIGHT)
+            .calcs(["mean", "max"])
+            .sort_by("Mean")
+            .sort_desc(True)
+        )
+    else:
+        legend = legend.display_mode(common_models.LegendDisplayMode.LIST).placement(
+            common_models.LegendPlacement.BOTTOM
+        )
+    builder = builder.legend(legend)
+    if spec.stacked:
+        builder = builder.stacking(common.StackingConfig().mode(common_models.StackingMode.NORMAL))
     return builder
 
 

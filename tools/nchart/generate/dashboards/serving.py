@@ -101,6 +101,7 @@ def _traffic_row(limits: AlertLimits) -> Row:
 
 
 def _capacity_row(limits: AlertLimits) -> Row:
+    # Long, and kept whole: it is data (five panels as a reader sees them, top to bottom), not logic.
     return (
         "Capacity",
         (
