@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,10 @@ from typing import Any
 import httpx
 
 try:
-    from nchart.localcluster.processes import running
+    from nchart.localcluster.processes import free_port, running
 except ImportError:  # a GPU machine with only the checkout: the module is standard library only
     sys.path.append(str(Path(__file__).resolve().parents[2] / "tools"))
-    from nchart.localcluster.processes import running
-
-
-def free_port() -> int:
-    # Not nchart's localcluster: it needs nchart's dependencies, which a GPU machine lacks.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from nchart.localcluster.processes import free_port, running
 
 
 class ModelLoadFailed(RuntimeError):
