@@ -90,11 +90,6 @@ def _file_stat(path: Path) -> bytes:
     return f"{stat.st_size}:{stat.st_mtime_ns}".encode()
 
 
-def source_digest(chart: Path, memo: dict[Path, str] | None = None) -> str:
-    """A digest of a chart's own files and, recursively, of its file:// dependencies' sources."""
-    return _tree_digest(chart, {} if memo is None else memo, Path.read_bytes)
-
-
 def _stamp(project: Project, chart: Path) -> Path:
     return project.root / "build" / "chart-deps" / f"{chart.name}.json"
 
@@ -112,9 +107,12 @@ def _read_stamp(stamp: Path) -> dict[str, str]:
     return recorded if isinstance(recorded, dict) else {}
 
 
-def _write_stamp(stamp: Path, chart: Path) -> None:
+def _write_stamp(stamp: Path, chart: Path, content_memo: dict[Path, str], stat_memo: dict[Path, str]) -> None:
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    recorded = {"sources": _dependencies_digest(chart, {}), "stat": _dependencies_digest(chart, {}, _file_stat)}
+    recorded = {
+        "sources": _dependencies_digest(chart, content_memo),
+        "stat": _dependencies_digest(chart, stat_memo, _file_stat),
+    }
     stamp.write_text(json.dumps(recorded) + "\n", encoding="utf-8")
 
 
@@ -133,7 +131,8 @@ def stale_charts(project: Project) -> list[Path]:
         elif recorded.get("stat") == _dependencies_digest(chart, stat_memo, _file_stat):
             continue
         elif recorded.get("sources") == _dependencies_digest(chart, content_memo):
-            _write_stamp(stamp, chart)  # touched, not changed: remember the new times
+            # Touched, not changed: remember the new times (both digests are in the memos already).
+            _write_stamp(stamp, chart, content_memo, stat_memo)
         else:
             stale.append(chart)
     return stale
@@ -160,7 +159,7 @@ def build(project: Project, progress: Progress = lambda message: None, force: bo
                 f"{(result.stderr or result.stdout).strip()}",
                 ExitCode.TOOL_FAILED,
             )
-        _write_stamp(_stamp(project, chart), chart)
+        _write_stamp(_stamp(project, chart), chart, {}, {})
         built.append(chart.name)
         progress(f"built the dependencies of {chart.name}")
     return built

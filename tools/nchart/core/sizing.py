@@ -100,8 +100,10 @@ def plan_serving(instance: InstanceType, serving: Mapping[str, Any]) -> ServingP
     shows the chart's message. Values of the wrong type are the schema's to refuse: no plan then.
     """
     neuron = serving.get("neuron") or {}
-    cores = neuron.get("coresPerReplica", 2) if isinstance(neuron, Mapping) else None
-    resource = neuron.get("resource", "neuroncore") if isinstance(neuron, Mapping) else None
+    if not isinstance(neuron, Mapping):
+        return None
+    cores = neuron.get("coresPerReplica", 2)
+    resource = neuron.get("resource", "neuroncore")
     if not isinstance(cores, int) or isinstance(cores, bool) or cores < 1 or resource not in ("neuroncore", "neuron"):
         return None
     # At least one replica: a replica larger than the node renders, and the chart says why it cannot run.
