@@ -17,11 +17,15 @@ tools:
 
 # The local control plane the end-to-end tests run on (kube-apiserver, etcd, kwok, ...) and the
 # upstream CRDs it installs; both built or fetched once from the Go module proxy.
-cluster-tools: venv
+cluster-tools: venv build/crds/.complete
 	bash scripts/install-cluster-tools.sh
-	test -f build/crds/.complete || { cd "$$(mktemp -d)" && go mod init crds >/dev/null 2>&1 && \
-	  $(CURDIR)/$(VENV)/bin/python $(CURDIR)/scripts/update-crd-schemas.py --crds $(CURDIR)/build/crds >/dev/null && \
-	  touch $(CURDIR)/build/crds/.complete; }
+
+# Rewritten when an add-on version (terraform/addons.yaml) or the script changes.
+build/crds/.complete: terraform/addons.yaml scripts/update-crd-schemas.py | venv
+	rm -rf build/crds
+	cd "$$(mktemp -d)" && go mod init crds >/dev/null 2>&1 && \
+	  $(CURDIR)/$(VENV)/bin/python $(CURDIR)/scripts/update-crd-schemas.py --crds $(CURDIR)/build/crds >/dev/null
+	touch $@
 
 prometheus:
 	bash scripts/install-prometheus.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerates ci/crd-schemas/ from the CRDs the charts depend on, or writes the CRDs themselves.
+"""Regenerates ci/crd-schemas/ from the CRDs the charts depend on (at the add-on versions of
+terraform/addons.yaml), or writes the CRDs themselves.
 
 The CRDs come from the upstream Go modules (fetched with `go mod download` from the Go module
 proxy); each CRD version becomes a strict JSON schema that kubeconform reads at
@@ -20,22 +21,27 @@ from pathlib import Path
 
 import yaml
 
-# module@version -> CRD files inside the module
-SOURCES = {
-    "github.com/prometheus-operator/prometheus-operator@v0.85.0": [
-        "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
-        "example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml",
-        "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
-    ],
-    # Newer provider releases need a newer Go than the toolchain here; v1.0 is the karpenter v1 API.
-    "github.com/aws/karpenter-provider-aws@v1.0.8": [
-        "pkg/apis/crds/karpenter.sh_nodepools.yaml",
-        "pkg/apis/crds/karpenter.k8s.aws_ec2nodeclasses.yaml",
-    ],
-    "github.com/kedacore/keda/v2@v2.18.0": ["config/crd/bases/keda.sh_scaledobjects.yaml"],
-}
+ROOT = Path(__file__).resolve().parents[1]
+# The add-on versions, written once (terraform/addons.yaml): each add-on's CRD module and files.
+ADDONS = ROOT / "terraform" / "addons.yaml"
 
-OUT = Path(__file__).resolve().parents[1] / "ci" / "crd-schemas"
+
+def crd_sources(kind: str) -> dict[str, list[str]]:
+    """module@version -> CRD files inside it: `schemas` (kubeconform and the local control plane) or
+    `cluster` (the local control plane only)."""
+    addons = yaml.safe_load(ADDONS.read_text())
+    sources: dict[str, list[str]] = {}
+    for addon in addons.values():
+        crds = addon.get("crds") or {}
+        files = list(crds.get("schemas") or [])
+        if kind == "cluster":
+            files += list(crds.get("cluster") or [])
+        if files:
+            sources[crds["module"]] = files
+    return sources
+
+
+OUT = ROOT / "ci" / "crd-schemas"
 
 
 def module_dir(module: str) -> Path:
@@ -91,7 +97,7 @@ def installable(crd: dict) -> dict:
 
 def write_crds(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for module, files in SOURCES.items():
+    for module, files in crd_sources("cluster").items():
         root = module_dir(module)
         for relative in files:
             crd = installable(yaml.safe_load((root / relative).read_text()))
@@ -106,7 +112,10 @@ def main() -> None:
         return
     if len(sys.argv) > 1:
         sys.exit(f"usage: {sys.argv[0]} [--crds DIR]")
-    for module, files in SOURCES.items():
+    sources = crd_sources("schemas")
+    for stale in OUT.glob("*/*.json"):
+        stale.unlink()
+    for module, files in sources.items():
         root = module_dir(module)
         for relative in files:
             crd = yaml.safe_load((root / relative).read_text())
@@ -114,7 +123,7 @@ def main() -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
                 print(f"{path.relative_to(OUT.parent.parent)}  <- {module} {relative}")
-    (OUT / "SOURCES.txt").write_text("".join(f"{module}: {', '.join(files)}\n" for module, files in SOURCES.items()))
+    (OUT / "SOURCES.txt").write_text("".join(f"{module}: {', '.join(files)}\n" for module, files in sources.items()))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-# Roles for pods, through IAM roles for service accounts: each trusts exactly one ServiceAccount.
+# Roles for pods: each trusts exactly one ServiceAccount, through IAM roles for service accounts (the
+# charts' eks.amazonaws.com/role-arn annotation). The serving role is also given to its ServiceAccount by
+# an EKS Pod Identity association, as AWS's SD sample on EKS deploys it.
 
 locals {
   # The ServiceAccount each pod role trusts.
@@ -28,6 +30,30 @@ data "aws_iam_policy_document" "pod_trust" {
       values   = ["sts.amazonaws.com"]
     }
   }
+
+  dynamic "statement" {
+    for_each = each.key == "serving" ? [1] : []
+    content {
+      sid     = "EksPodIdentity"
+      actions = ["sts:AssumeRole", "sts:TagSession"]
+      principals {
+        type        = "Service"
+        identifiers = ["pods.eks.amazonaws.com"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [data.aws_caller_identity.current.account_id]
+      }
+    }
+  }
+}
+
+resource "aws_eks_pod_identity_association" "serving" {
+  cluster_name    = module.eks.cluster_name
+  namespace       = var.serving_service_account.namespace
+  service_account = var.serving_service_account.name
+  role_arn        = aws_iam_role.serving.arn
 }
 
 resource "aws_iam_role" "serving" {

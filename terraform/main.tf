@@ -62,12 +62,22 @@ module "eks" {
   vpc_id     = module.vpc.vpc_id
   subnet_ids = module.vpc.private_subnets
 
-  cluster_addons = {
-    coredns                = {}
-    kube-proxy             = {}
-    vpc-cni                = {}
-    eks-pod-identity-agent = {}
-  }
+  # AWS-managed add-ons, at EKS's default version for the cluster version unless addons.yaml pins one.
+  cluster_addons = merge(
+    {
+      coredns    = {}
+      kube-proxy = {}
+      vpc-cni = {
+        before_compute = true
+        # The VPC CNI's network policy agent enforces the charts' NetworkPolicies.
+        configuration_values = jsonencode({ enableNetworkPolicy = "true" })
+      }
+      eks-pod-identity-agent = { before_compute = true }
+    },
+    var.install_metrics_server ? {
+      metrics-server = local.addons["metrics-server"].version == "" ? {} : { addon_version = local.addons["metrics-server"].version }
+    } : {},
+  )
 
   eks_managed_node_groups = {
     core = {
@@ -97,7 +107,8 @@ module "karpenter" {
 
   enable_pod_identity             = true
   create_pod_identity_association = true
-  namespace                       = "kube-system"
+  namespace                       = local.addons.karpenter.namespace
+  service_account                 = "karpenter"
 
   node_iam_role_use_name_prefix = false
   node_iam_role_name            = "${var.cluster_name}-karpenter-node"

@@ -44,3 +44,13 @@ output "karpenter_controller_role_arn" {
   description = "IAM role of the Karpenter controller (EKS Pod Identity)."
   value       = module.karpenter.iam_role_arn
 }
+
+output "grafana_url" {
+  description = "Amazon Managed Grafana's URL (amazon-managed backend); empty for the in-cluster Grafana, opened by port-forward."
+  value       = try("https://${aws_grafana_workspace.this[0].endpoint}", "")
+}
+
+output "prometheus_remote_write_url" {
+  description = "Amazon Managed Prometheus remote-write URL (amazon-managed backend); empty otherwise."
+  value       = try("${aws_prometheus_workspace.this[0].prometheus_endpoint}api/v1/remote_write", "")
+}

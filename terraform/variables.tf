@@ -127,6 +127,47 @@ variable "recovery_service_account" {
   })
 }
 
+variable "install_karpenter" {
+  description = "Install the Karpenter controller and its CRDs (the serving chart's NodePools and EC2NodeClass)."
+  type        = bool
+  default     = true
+}
+
+variable "install_keda" {
+  description = "Install KEDA (the serving chart's ScaledObject, autoscaling.mode=keda)."
+  type        = bool
+  default     = true
+}
+
+variable "install_kube_prometheus_stack" {
+  description = "Install kube-prometheus-stack: the Prometheus operator (ServiceMonitor, PrometheusRule), Prometheus, Alertmanager and, with the in-cluster backend, Grafana."
+  type        = bool
+  default     = true
+}
+
+variable "install_aws_load_balancer_controller" {
+  description = "Install the AWS Load Balancer Controller (the serving chart's Ingress, class alb) with its IAM role (EKS Pod Identity)."
+  type        = bool
+  default     = true
+}
+
+variable "install_metrics_server" {
+  description = "Install metrics-server as an EKS add-on (HPA on CPU, kubectl top)."
+  type        = bool
+  default     = true
+}
+
+variable "monitoring_backend" {
+  description = "Where metrics are kept and viewed: in-cluster (Prometheus and Grafana of kube-prometheus-stack) or amazon-managed (Prometheus remote-writes to Amazon Managed Prometheus; Amazon Managed Grafana)."
+  type        = string
+  default     = "in-cluster"
+
+  validation {
+    condition     = contains(["in-cluster", "amazon-managed"], var.monitoring_backend)
+    error_message = "monitoring_backend must be in-cluster or amazon-managed."
+  }
+}
+
 variable "tags" {
   description = "Tags on every resource."
   type        = map(string)

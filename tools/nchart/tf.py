@@ -29,6 +29,12 @@ SETTINGS_KEYS = {
     "availability_zone_count",
     "core_node_group",
     "serving_role_can_upload",
+    "install_karpenter",
+    "install_keda",
+    "install_kube_prometheus_stack",
+    "install_aws_load_balancer_controller",
+    "install_metrics_server",
+    "monitoring_backend",
     "tags",
 }
 REQUIRED_SETTINGS = {"region", "cluster_version", "vpc_cidr", "core_node_group"}

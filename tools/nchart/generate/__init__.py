@@ -10,7 +10,9 @@
   instance type), which its admission policy reads, from catalog.yaml;
 - the serving chart's files/node-capacity.json (CPU and memory a node has for our pods, and the
   compiler target, per instance type), which its compile Job is checked against, from catalog.yaml
-  and sizing.py.
+  and sizing.py;
+- the umbrella chart's files/platform.json (the add-on and version that provide each API kind, for its
+  install preflight) and the README's add-on table, from terraform/addons.yaml.
 
 
 One step per module, registered in STEPS in the order they run."""
@@ -24,6 +26,7 @@ from .catalog_files import generate_instance_counts, generate_node_capacities
 from .dashboard_files import generate_dashboards
 from .files import Generated
 from .instance_lists import generate_instance_lists
+from .platform_files import generate_platform_files
 from .pod_security_table import generate_pod_security_table
 from .readmes import generate_readmes
 from .schemas import generate_schemas
@@ -38,6 +41,7 @@ STEPS: dict[str, Callable[[Project, bool, Generated], None]] = {
     "chart READMEs": generate_readmes,
     "dashboards": generate_dashboards,
     "Pod Security table": generate_pod_security_table,
+    "platform add-ons": generate_platform_files,
 }
 
 

@@ -1,0 +1,88 @@
+"""The platform add-ons (terraform/addons.yaml) are the one source of their versions: the CRD schemas
+kubeconform uses are those of the pinned versions, every CRD kind the charts render is provided by a
+listed add-on, and terraform installs each add-on behind its own switch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from nchart.core.addons import kind_providers, load_addons
+from tests.support.charts import ENVS, ROOT, render_objects
+
+ADDONS = yaml.safe_load((ROOT / "terraform/addons.yaml").read_text())
+SCHEMAS = ROOT / "ci/crd-schemas"
+# API groups the API server serves itself (everything else the charts render needs a CRD).
+BUILT_IN_GROUPS = {"", "apps", "batch", "policy", "rbac.authorization.k8s.io", "networking.k8s.io",
+                   "scheduling.k8s.io", "admissionregistration.k8s.io", "resource.k8s.io", "autoscaling",
+                   "coordination.k8s.io", "storage.k8s.io"}  # fmt: skip
+
+
+def update_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("update_crd_schemas", ROOT / "scripts/update-crd-schemas.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_schema_sources_are_the_pinned_add_on_versions() -> None:
+    expected = {addon["crds"]["module"]: addon["crds"]["schemas"] for addon in ADDONS.values() if addon.get("crds")}
+    recorded = {}
+    for line in (SCHEMAS / "SOURCES.txt").read_text().splitlines():
+        module, files = line.split(": ", 1)
+        recorded[module] = files.split(", ")
+    assert recorded == expected, "run `make crd-schemas` after changing terraform/addons.yaml"
+
+
+def test_committed_schemas_are_converted_from_the_pinned_crds() -> None:
+    """build/crds holds the CRDs of the pinned versions (fetched by `make cluster-tools`); converting
+    them again must give exactly the committed schemas, and no schema may be left from another version."""
+    crds_dir = ROOT / "build/crds"
+    assert (crds_dir / ".complete").is_file(), "run `make cluster-tools` (it fetches the pinned CRDs)"
+    script = update_script()
+    schema_files = {Path(f).name for addon in ADDONS.values() for f in (addon.get("crds") or {}).get("schemas", [])}
+    expected: dict[Path, dict[str, Any]] = {}
+    for path in sorted(crds_dir.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        source_name = f"{crd['spec']['group']}_{crd['spec']['names']['plural']}.yaml"
+        if source_name in schema_files:
+            expected.update(script.convert(crd))
+    assert len(expected) == len(schema_files)
+    committed = {p: json.loads(p.read_text()) for p in SCHEMAS.glob("*/*.json")}
+    assert set(committed) == set(expected)
+    for path, schema in expected.items():
+        assert committed[path] == schema, (
+            f"{path.relative_to(ROOT)} is not the pinned CRD's schema: run `make crd-schemas`"
+        )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_crd_kind_the_charts_render_comes_from_an_add_on(env: str) -> None:
+    providers = kind_providers(load_addons(ROOT))
+    rendered = {f"{o['apiVersion']}/{o['kind']}" for o in render_objects("inf2.xlarge", env)}
+    custom = {k for k in rendered if "/" in k.rsplit("/", 1)[0] and k.split("/")[0] not in BUILT_IN_GROUPS}
+    assert custom <= set(providers), f"no add-on in terraform/addons.yaml provides {sorted(custom - set(providers))}"
+
+
+def test_terraform_installs_every_add_on_behind_its_switch() -> None:
+    code = (ROOT / "terraform/addons.tf").read_text() + (ROOT / "terraform/main.tf").read_text()
+    variables = set(re.findall(r'^variable "([^"]+)"', (ROOT / "terraform/variables.tf").read_text(), re.M))
+    for name, addon in ADDONS.items():
+        switch = "install_" + name.replace("-", "_")
+        assert switch in variables, f"terraform/variables.tf lacks {switch}"
+        assert f"var.{switch}" in code, f"{switch} switches nothing"
+        reference = rf'local\.addons(\.{re.escape(name)}\b|\["{re.escape(name)}"\])'
+        if addon["install"] == "helm":
+            assert re.search(rf"{reference}\.version", code), (
+                f"{name}: no helm_release takes its version from addons.yaml"
+            )
+        else:
+            assert re.search(reference, code), f"{name}: not installed from addons.yaml"

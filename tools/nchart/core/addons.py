@@ -1,0 +1,78 @@
+"""The platform add-ons the charts rely on (terraform/addons.yaml): their versions, how terraform installs
+them, and the API kinds each provides. Read by the generators (the umbrella's files/platform.json, the
+README table) and by doctor."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ExitCode, NchartError
+
+ADDONS_FILE = Path("terraform") / "addons.yaml"
+INSTALL_KINDS = ("helm", "eks-addon")
+
+
+@dataclasses.dataclass(frozen=True)
+class Addon:
+    name: str
+    description: str
+    install: str
+    version: str
+    provides: tuple[str, ...]
+    chart: str = ""
+    repository: str = ""
+    namespace: str = ""
+    crd_module: str = ""
+
+    @property
+    def version_text(self) -> str:
+        return self.version or "EKS default for the cluster version"
+
+
+def _addon(path: Path, name: str, entry: Any) -> Addon:
+    if not isinstance(entry, dict):
+        raise NchartError(f"{path}: {name}: expected a mapping, got {type(entry).__name__}", ExitCode.USAGE)
+    install = entry.get("install")
+    if install not in INSTALL_KINDS:
+        raise NchartError(
+            f"{path}: {name}.install is {install!r}; expected one of {', '.join(INSTALL_KINDS)}", ExitCode.USAGE
+        )
+    # An EKS add-on may leave its version empty (EKS's default); a Helm chart is always pinned.
+    required = ("description", "version", "repository", "chart", "namespace") if install == "helm" else ("description",)
+    missing = [key for key in required if not entry.get(key)]
+    if missing:
+        raise NchartError(f"{path}: {name}: missing {', '.join(missing)}", ExitCode.USAGE)
+    provides = entry.get("provides") or []
+    if not isinstance(provides, list) or any(not isinstance(p, str) or p.count("/") < 1 for p in provides):
+        raise NchartError(f"{path}: {name}.provides: expected a list of group/version/Kind", ExitCode.USAGE)
+    return Addon(
+        name=name,
+        description=str(entry["description"]),
+        install=str(install),
+        version=str(entry.get("version") or ""),
+        provides=tuple(provides),
+        chart=str(entry.get("chart") or ""),
+        repository=str(entry.get("repository") or ""),
+        namespace=str(entry.get("namespace") or ""),
+        crd_module=str((entry.get("crds") or {}).get("module") or ""),
+    )
+
+
+def load_addons(root: Path) -> dict[str, Addon]:
+    path = root / ADDONS_FILE
+    try:
+        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise NchartError(f"{path}: cannot read the add-on versions: {error}", ExitCode.USAGE) from None
+    if not isinstance(entries, dict):
+        raise NchartError(f"{path}: expected a mapping of add-ons", ExitCode.USAGE)
+    return {name: _addon(path, name, entry) for name, entry in entries.items()}
+
+
+def kind_providers(addons: dict[str, Addon]) -> dict[str, Addon]:
+    """group/version/Kind -> the add-on that provides it."""
+    return {kind: addon for addon in addons.values() for kind in addon.provides}
