@@ -1,4 +1,4 @@
-"""`nchart doctor` against a control plane of its own (fake Neuron nodes, the chart installed, my-scheduler
+"""`nchart doctor`'s Neuron checks against a control plane of its own (fake Neuron nodes, the chart installed, my-scheduler
 as real kube-scheduler processes with a stand-in extender): a healthy install reports clean (exit 0);
 each broken state built here is found, with its fix, and the exit code says how bad (1 warnings,
 3 errors); `--fix` clears stale usage maps only when asked and confirmed."""
@@ -120,6 +120,10 @@ def stack(doctor_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
             set_values=[
                 "admissionPolicy.validationAction=Warn",
                 "sd21-serving.serviceAccount.iamRoleArn=arn:aws:iam::111122223333:role/sd21-serving",
+                # The platform add-ons are not here; their checks have a cluster of their own
+                # (test_doctor_platform.py).
+                "sd21-serving.karpenter.enabled=false",
+                "grafana-dashboards.enabled=false",
             ],
         )
     )

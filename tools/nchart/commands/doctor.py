@@ -20,9 +20,10 @@ import click
 @click.pass_context
 def doctor(ctx: click.Context, kubeconfig: str | None, context: str | None, output: str, fix: bool, yes: bool) -> None:
     """Find what keeps Neuron pods from running on a live cluster; exit 0 clean, 1 warnings, 3 errors."""
-    from .common import require_cluster_extra
+    from .common import project_of, require_cluster_extra
 
     require_cluster_extra("doctor")
+    from ..core.addons import load_addons
     from ..core.names import USAGE_MAPS
     from ..doctor import diagnose, exit_code
     from ..doctor.client import kubernetes_client, read_cluster
@@ -33,6 +34,7 @@ def doctor(ctx: click.Context, kubeconfig: str | None, context: str | None, outp
     api_client = kubernetes_client(kubeconfig, context)
     with api_client:
         state = read_cluster(api_client)
+        state.addons = load_addons(project_of(ctx).root)
         findings = diagnose(state, utc_now())
         if output == "json":
             click.echo(json.dumps([f.as_json() for f in findings], indent=2))

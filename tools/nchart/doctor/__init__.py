@@ -7,7 +7,11 @@ allocatable Neuron resources differ from the catalog; my-scheduler's Lease missi
 extender's Service without ready endpoints; NEURON_DEV_USAGE_MAP / NEURON_CORE_USAGE_MAP node
 annotations marking more in use than the live pods on the node hold; Pending pods asking for Neuron
 resources, with the reason; ReplicaSets refused by a quota; serving namespaces without what the
-serving chart's pods need.
+serving chart's pods need. And the platform the charts rely on: each add-on whose objects the release made
+(NodePools, ScaledObjects, ServiceMonitors and PrometheusRules, an `alb` Ingress) without its controller
+Ready, KEDA's external-metrics APIService not Available, a Prometheus whose selectors leave out the
+release's ServiceMonitors or PrometheusRules, no Grafana sidecar that loads its dashboards, a NodePool
+whose EC2NodeClass is missing or not Ready, a ScaledObject KEDA reports not Ready.
 
 The usage maps are read as the extender is reported to write them (aws-neuron-sdk#1300 and public
 troubleshooting notes): one comma-separated `true`/`false` per device or core of the node.

@@ -9,11 +9,22 @@ import json
 import re
 from typing import Any
 
+from ..core.addons import Addon
 from ..core.catalog import DEFAULT_LNC, InstanceType, load_catalog
 from ..core.names import DEVICE_MANAGER_LABEL, INSTANCE_TYPE_LABEL, LNC_LABEL, NEURON, NEURONCORE
 
 DEFAULT_LEASE_DURATION_S = 15.0
 Json = dict[str, Any]
+# The add-ons' kinds doctor reads: kind -> (group, version, plural).
+CUSTOM_KINDS = {
+    "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
+    "PrometheusRule": ("monitoring.coreos.com", "v1", "prometheusrules"),
+    "Prometheus": ("monitoring.coreos.com", "v1", "prometheuses"),
+    "ScaledObject": ("keda.sh", "v1alpha1", "scaledobjects"),
+    "NodePool": ("karpenter.sh", "v1", "nodepools"),
+    "EC2NodeClass": ("karpenter.k8s.aws", "v1", "ec2nodeclasses"),
+}
+PART_OF = "app.kubernetes.io/part-of"
 
 
 @dataclasses.dataclass
@@ -31,12 +42,23 @@ class ClusterState:
     configmaps: list[Json]
     namespaces: list[Json]
     service_accounts: list[Json]
+    # The platform add-ons' objects (empty where the cluster does not serve the kind).
+    ingresses: list[Json] = dataclasses.field(default_factory=list)
+    api_services: list[Json] = dataclasses.field(default_factory=list)
+    custom: dict[str, list[Json]] = dataclasses.field(default_factory=dict)
+    # terraform/addons.yaml, for the versions the fixes name.
+    addons: dict[str, Addon] = dataclasses.field(default_factory=dict)
+
+    def custom_objects(self, kind: str) -> list[Json]:
+        """Objects of one of CUSTOM_KINDS, by kind."""
+        return self.custom.get(kind, [])
 
     @classmethod
     def read(cls, api_client: Any) -> ClusterState:
         from kubernetes import client
 
         core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+        custom_api = client.CustomObjectsApi(api_client)
         discovery, coordination = client.DiscoveryV1Api(api_client), client.CoordinationV1Api(api_client)
 
         def items(list_call: Any, **selectors: str) -> list[Json]:
@@ -44,6 +66,14 @@ class ClusterState:
             # Service with no pods has `endpoints: null`, which its model declares required).
             response = list_call(_preload_content=False, **selectors)
             return list(json.loads(response.data).get("items") or [])
+
+        def custom_items(group: str, version: str, plural: str) -> list[Json]:
+            try:
+                return items(custom_api.list_cluster_custom_object, group=group, version=version, plural=plural)
+            except client.ApiException as error:
+                if error.status == 404:  # the add-on (its CRD) is not installed
+                    return []
+                raise
 
         return cls(
             nodes=items(core.list_node),
@@ -57,6 +87,9 @@ class ClusterState:
             configmaps=items(core.list_config_map_for_all_namespaces, label_selector="app.kubernetes.io/name"),
             namespaces=items(core.list_namespace),
             service_accounts=items(core.list_service_account_for_all_namespaces),
+            ingresses=items(client.NetworkingV1Api(api_client).list_ingress_for_all_namespaces),
+            api_services=items(client.ApiregistrationV1Api(api_client).list_api_service),
+            custom={kind: custom_items(*where) for kind, where in CUSTOM_KINDS.items()},
         )
 
 
@@ -176,3 +209,48 @@ def seconds(duration: str) -> float:
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def ours(objects: list[Json]) -> list[Json]:
+    """The objects this project's charts made (app.kubernetes.io/part-of: eks-neuron)."""
+    return [o for o in objects if labels_of(o).get(PART_OF) == "eks-neuron"]
+
+
+def condition_of(obj: Json, kind: str) -> Json | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return None
+
+
+def selects(selector: Json | None, labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector matches the labels; a null selector matches nothing, an empty
+    one everything (the prometheus-operator's reading of its selectors)."""
+    if selector is None:
+        return False
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def install_hint(state: ClusterState, addon: str) -> str:
+    """How to install an add-on: its version (terraform/addons.yaml) and the terraform switch."""
+    known = state.addons.get(addon)
+    version = f" {known.version_text}" if known else ""
+    return f"install {addon}{version} (terraform/: install_{addon.replace('-', '_')} = true)"
+
+
+def deployment_ready(deployment: Json) -> bool:
+    status = deployment.get("status") or {}
+    return int(status.get("readyReplicas") or 0) >= 1 and int(status.get("availableReplicas") or 0) >= 1

@@ -7,8 +7,11 @@ from collections.abc import Callable
 
 from ..findings import Finding
 from ..state import ClusterState
+from .autoscaling_wiring import check_node_pools, check_scaled_objects
 from .device_plugin import check_device_plugins
+from .monitoring_wiring import check_grafana_dashboards, check_prometheus_selection
 from .pending_pod import check_pending_pods
+from .platform_controllers import check_platform_controllers
 from .quota import check_quota_refusals
 from .scheduler import check_schedulers
 from .serving_namespace import check_serving_namespaces
@@ -22,4 +25,9 @@ CHECKS: tuple[Check, ...] = (
     check_pending_pods,
     check_quota_refusals,
     check_serving_namespaces,
+    check_platform_controllers,
+    check_prometheus_selection,
+    check_grafana_dashboards,
+    check_node_pools,
+    check_scaled_objects,
 )
