@@ -12,6 +12,7 @@ and KEDA write) is built by the test, standing in for their reports."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import yaml
 from nchart.localcluster.cluster import LocalCluster, running_cluster
 from nchart.localcluster.nodes import system_node
 from tests.support.charts import PROJECT, ROOT, render_objects
-from tests.support.cluster import Pending, run_tool, wait_for
+from tests.support.cluster import Pending, release_values, run_tool, wait_for, write_values
 
 ADD_ON_KINDS = {"ServiceMonitor", "PrometheusRule", "NodePool", "EC2NodeClass", "ScaledObject", "Ingress"}
 PLATFORM_CHECKS = {"platform-controller", "prometheus-selection", "grafana-dashboards", "nodepool", "scaledobject"}
@@ -385,3 +386,17 @@ def test_keda_metrics_api_unavailable_and_controller_not_ready_are_found(
         wait_for(
             lambda: ready_deployments(platform_cluster, {"aws-load-balancer-controller"}), "the controller Ready again"
         )
+
+
+def test_install_notes_find_the_controllers_and_grafana(
+    platform_cluster: LocalCluster, healthy: Platform, tmp_path: Path
+) -> None:
+    values = write_values(tmp_path / "prod.yaml", release_values("inf2.xlarge", "prod"))
+    # The release's objects were applied without helm (the fixture): a dry run may own them.
+    result = run_tool(platform_cluster, "helm", "install", "notes", str(ROOT / "charts/eks-neuron"), "-n", "kube-system",
+                      "-f", str(values), "--dry-run=server", "--take-ownership")  # fmt: skip
+    notes = result.stdout.split("NOTES:", 1)[1]
+    for addon in ("karpenter", "keda", "kube-prometheus-stack", "aws-load-balancer-controller"):
+        assert re.search(rf"^  {re.escape(addon)} +Ready$", notes, re.M), notes
+    assert "MISSING" not in notes and "No Grafana" not in notes
+    assert "kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80" in notes

@@ -125,13 +125,29 @@ def test_upgrade_to_values_that_need_the_crds_changes_nothing(
         helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m")
 
 
-def test_with_the_crds_back_the_same_install_passes_the_preflight(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_with_the_crds_back_the_install_passes_and_its_notes_say_what_is_missing(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
     for name in REMOVED:
         wait_for(lambda n=name: _crd_established(cluster, n), f"CRD {name} back")
     result = helm(
         cluster, "install", RELEASE, CHART, "-n", NAMESPACE, "-f", str(prod_values(tmp_path)), "--dry-run=server"
     )
     assert "kind: ServiceMonitor" in result.stdout
+    notes = result.stdout.split("NOTES:", 1)[1]
+    # NOTES says what is still missing, as doctor would, and how to open Grafana and which dashboards.
+    for addon, kinds in {"karpenter": "EC2NodeClass, NodePool", "keda": "ScaledObject",
+                         "kube-prometheus-stack": "PrometheusRule, ServiceMonitor", "aws-load-balancer-controller": "Ingress"}.items():  # fmt: skip
+        version = load_addons(ROOT)[addon].version
+        assert (
+            f"MISSING: {kinds} will do nothing; install {addon} {version} (terraform/: install_{addon.replace('-', '_')} = true)"
+            in notes
+        ), notes
+    assert "kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80" in notes
+    titles = [
+        json.loads(p.read_text())["title"] for p in (ROOT / "charts/grafana-dashboards/dashboards").glob("*.json")
+    ]
+    assert titles and all(f"  - {title}" in notes for title in titles)
 
 
 def _crd_established(cluster: LocalCluster, name: str) -> bool:

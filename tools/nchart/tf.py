@@ -45,6 +45,7 @@ OVERLAY_OUTPUTS = (
     "serving_role_arn",
     "recovery_role_arn",
     "karpenter_node_role_name",
+    "grafana_url",
 )
 # What terraform prints when it cannot reach the registry for providers or modules.
 _REGISTRY_FAILURE = re.compile(
@@ -191,7 +192,7 @@ def overlay_from_outputs(outputs: dict[str, Any], values: Values) -> Values:
     value = {name: outputs[name]["value"] for name in OVERLAY_OUTPUTS}
     key = re.sub(r"^s3://[^/]+/", "", str(values["sd21-serving"]["model"]["s3Uri"]))
     return {
-        "global": {"clusterName": value["cluster_name"]},
+        "global": {"clusterName": value["cluster_name"], "monitoring": {"grafanaUrl": value["grafana_url"]}},
         "neuron-problem-detector": {"serviceAccount": {"iamRoleArn": value["recovery_role_arn"]}},
         "sd21-serving": {
             "serviceAccount": {"iamRoleArn": value["serving_role_arn"]},

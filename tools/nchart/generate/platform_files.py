@@ -1,6 +1,6 @@
 """The platform add-ons as the chart and the README show them, from terraform/addons.yaml: the umbrella's
-files/platform.json (the add-on and version that provide each API kind, which its install preflight names)
-and the add-on table in README.md."""
+files/platform.json (the add-on and version that provide each API kind, which its install preflight and
+NOTES name, and the dashboards' titles for NOTES) and the add-on table in README.md."""
 
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ ADDON_TABLE = re.compile(
 )
 
 
-def platform_kinds(project: Project) -> dict[str, dict[str, str]]:
-    return {
-        kind: {"addon": addon.name, "version": addon.version_text}
-        for kind, addon in sorted(kind_providers(load_addons(project.root)).items())
-    }
+def platform_kinds(project: Project) -> dict[str, str]:
+    """group/version/Kind -> the add-on that provides it."""
+    return {kind: addon.name for kind, addon in sorted(kind_providers(load_addons(project.root)).items())}
 
 
 def addon_table(project: Project) -> str:
@@ -33,9 +31,22 @@ def addon_table(project: Project) -> str:
     return "\n".join(rows) + "\n"
 
 
+def dashboard_titles(project: Project) -> dict[str, str]:
+    """uid -> title of each dashboard the grafana-dashboards chart installs (its generated JSON)."""
+    directory = project.charts_dir / "grafana-dashboards" / "dashboards"
+    return {
+        path.stem: json.loads(path.read_text(encoding="utf-8"))["title"] for path in sorted(directory.glob("*.json"))
+    }
+
+
 def generate_platform_files(project: Project, check: bool, result: Generated) -> None:
     path = project.umbrella / "files" / "platform.json"
-    update(project, path, json.dumps(platform_kinds(project), indent=2) + "\n", check, result)
+    platform = {
+        "addons": {addon.name: addon.version_text for addon in load_addons(project.root).values()},
+        "kinds": platform_kinds(project),
+        "dashboards": dashboard_titles(project),
+    }
+    update(project, path, json.dumps(platform, indent=2) + "\n", check, result)
     readme = project.root / "README.md"
     text = readme.read_text(encoding="utf-8")
     if not ADDON_TABLE.search(text):
