@@ -105,7 +105,7 @@ demo: install
 
 # The fast loop (README: "Which check to run when"): formatting, lint, types, nchart lint (the
 # generated files' check included) and the unit tests; no image, no control plane, no soak.
-check: install-serving
+check: install-serving build/crds/.complete
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
