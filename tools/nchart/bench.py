@@ -62,13 +62,17 @@ class BenchResult:
         return out
 
 
-def _time(runs: int, action: Callable[[], object]) -> list[float]:
-    action()  # warm the page cache and any lazy imports
-    samples = []
+def _time_interleaved(runs: int, actions: list[Callable[[], object]]) -> list[list[float]]:
+    """Samples of each action, taken in turns (a, b, c, a, b, c, ...) so that a machine that slows down
+    or speeds up during the benchmark moves every action's samples alike instead of biasing the ratio."""
+    for action in actions:
+        action()  # warm the page cache and any lazy imports
+    samples: list[list[float]] = [[] for _ in actions]
     for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
+        for index, action in enumerate(actions):
+            start = time.perf_counter()
+            action()
+            samples[index].append(time.perf_counter() - start)
     return samples
 
 
@@ -93,7 +97,15 @@ def run_bench(project: Project, instance_name: str, env: str, runs: int) -> Benc
     reference = _run(helm_args, values_json)
     if _run(cli_args) != reference or render(project, sources) != reference:
         raise NchartError("nchart render and helm template printed different manifests; not benchmarking")
-    helm_timing = Timing("helm", _time(runs, lambda: _run(helm_args, values_json)))
-    in_process = Timing("in-process", _time(runs, lambda: render(project, value_sources(project, instance, env))))
-    cli_timing = Timing("cli", _time(runs, lambda: _run(cli_args)))
-    return BenchResult(instance.name, env, runs, helm_timing, in_process, cli_timing)
+    helm_samples, in_process_samples, cli_samples = _time_interleaved(
+        runs,
+        [
+            lambda: _run(helm_args, values_json),
+            lambda: render(project, value_sources(project, instance, env)),
+            lambda: _run(cli_args),
+        ],
+    )
+    return BenchResult(
+        instance.name, env, runs, Timing("helm", helm_samples), Timing("in-process", in_process_samples),
+        Timing("cli", cli_samples),
+    )  # fmt: skip

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class ExitCode(enum.IntEnum):
@@ -30,3 +34,37 @@ class NchartError(Exception):
 class UsageError(NchartError):
     def __init__(self, message: str) -> None:
         super().__init__(message, ExitCode.USAGE)
+
+
+def run_guarded(
+    action: Callable[[], object],
+    echo_error: Callable[[str], None],
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> int | None:
+    """Runs a command: None when it succeeds, else the exit code of its failure, which it has told the
+    user in one line each — an NchartError's message, an interrupt, an internal error (a bug: brief,
+    NCHART_DEBUG=1 shows where), never a traceback. A reader that went away (`nchart render | head`) ends
+    it quietly, as SIGPIPE would. `passthrough` exceptions (the CLI framework's own) propagate."""
+    import os
+    import sys
+
+    try:
+        action()
+        return None
+    except passthrough:
+        raise
+    except NchartError as error:
+        for line in error.message.splitlines() or [""]:
+            echo_error(f"nchart: error: {line.strip()}")
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        echo_error("nchart: interrupted")
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as error:
+        if os.environ.get("NCHART_DEBUG"):
+            raise
+        echo_error(f"nchart: internal error: {type(error).__name__}: {error} (rerun with NCHART_DEBUG=1 for details)")
+        return int(ExitCode.FAILURE)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -19,8 +18,9 @@ DEFAULT_LNC = 2
 COMPILER_TARGETS = {"inf2": "inf2", "trn1": "trn1", "trn1n": "trn1n", "trn2": "trn2", "trn2u": "trn2"}
 
 
-@dataclasses.dataclass(frozen=True)
-class InstanceType:
+# NamedTuples, not dataclasses, on `nchart render`'s path: the dataclasses import (with inspect) costs ~10 ms
+# of the window in which helm starts (README, Benchmark).
+class InstanceType(NamedTuple):
     name: str
     family: str
     chips: int
@@ -69,7 +69,7 @@ class InstanceType:
         if isinstance(value, bool) or value not in self.logical_core_configs:
             allowed = " or ".join(map(str, self.logical_core_configs))
             raise UsageError(f"{LNC_KEY} must be {allowed} for {self.name}, got {lnc!r}")
-        return dataclasses.replace(self, lnc=int(value))
+        return self._replace(lnc=int(value))
 
     def as_values(self) -> dict[str, Any]:
         """The facts the charts read from global.neuron.instance."""
@@ -92,7 +92,8 @@ class InstanceType:
 @functools.lru_cache(maxsize=1)
 def load_catalog() -> dict[str, InstanceType]:
     """Every instance-type name, aliases included, at its default LNC."""
-    text = resources.files(__package__).joinpath("catalog.yaml").read_text(encoding="utf-8")
+    # Beside this module (package data); read by path: importlib.resources costs `nchart render` ~6 ms.
+    text = Path(__file__).with_name("catalog.yaml").read_text(encoding="utf-8")
     raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["instances"]
     catalog = {}
     for name, facts in raw.items():
@@ -111,7 +112,7 @@ def load_catalog() -> dict[str, InstanceType]:
         ).with_lnc(None)
         catalog[name] = instance
         for alias in facts.get("aliases") or ():
-            catalog[alias] = dataclasses.replace(instance, name=alias, alias_of=name)
+            catalog[alias] = instance._replace(name=alias, alias_of=name)
     return catalog
 
 

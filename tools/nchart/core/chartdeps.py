@@ -18,7 +18,6 @@ from pathlib import Path
 
 from ..errors import ExitCode, NchartError, UsageError
 from .project import Project
-from .tools import run_tool
 
 Progress = Callable[[str], None]
 
@@ -140,8 +139,12 @@ def stale_charts(project: Project) -> list[Path]:
 
 def build(project: Project, progress: Progress = lambda message: None, force: bool = False) -> list[str]:
     """Runs `helm dependency build` for each chart whose dependencies changed; returns their names."""
-    helm = project.tool("helm")
     stale = set(build_order(project) if force else stale_charts(project))
+    if not stale:
+        return []
+    from .tools import run_tool  # only a build runs helm: not on the path of a render with nothing stale
+
+    helm = project.tool("helm")
     built = []
     for chart in build_order(project):
         if chart not in stale or not local_dependencies(chart):

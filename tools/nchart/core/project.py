@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -11,9 +10,27 @@ from ..errors import ExitCode, NchartError
 UMBRELLA = "eks-neuron"
 
 
-@dataclasses.dataclass(frozen=True)
 class Project:
+    """An eks-neuron checkout, by its root. A plain class, not a dataclass: `nchart render` starts helm
+    right after finding the project, and the dataclasses module (with inspect) would cost it ~10 ms."""
+
+    __slots__ = ("root",)
     root: Path
+
+    def __init__(self, root: Path) -> None:
+        object.__setattr__(self, "root", root)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Project is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Project) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    def __repr__(self) -> str:
+        return f"Project(root={self.root!r})"
 
     @property
     def charts_dir(self) -> Path:

@@ -10,7 +10,6 @@ through this path).
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Iterable
@@ -19,9 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExitCode, NchartError, UsageError
-from . import chartdeps
 from .project import Project
-from .tools import run_tool
 
 if TYPE_CHECKING:
     from .values import Values, ValuesSource
@@ -53,6 +50,10 @@ def run_helm(helm: str, args: list[str], values: Values) -> str:
     A plain subprocess rather than pyhelm3: pyhelm3's package import alone (its pydantic models)
     costs more than the whole `helm template` it would run (README, "Why not pyhelm3").
     """
+    import json
+
+    from .tools import run_tool  # not on `nchart render`'s path to starting helm (its dataclass import)
+
     result = run_tool([helm, *args], json.dumps(values))
     if result.returncode != 0:
         raise NchartError(clean_helm_stderr(result.stderr), ExitCode.TOOL_FAILED)
@@ -103,7 +104,11 @@ class HelmTemplate:
 
         if self._process is None:
             raise RuntimeError("HelmTemplate.finish called twice")
+        import json  # after helm has started, as everything not needed to start it
+
         values = json.dumps(merged(sources))
+        from . import chartdeps  # after helm has started: hashing and its imports overlap helm's start-up
+
         chartdeps.ensure_built(self.project)  # before helm has its values, so before it loads the chart
         process, self._process = self._process, None
         try:

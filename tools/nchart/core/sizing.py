@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .catalog import InstanceType
 from .names import INSTANCE_TYPE_LABEL, NEURON, NEURONCORE
@@ -51,8 +50,7 @@ def pod_capacity(instance: InstanceType) -> tuple[int, int]:
     return int(vcpu * 1000), int(memory_gib * 1024)
 
 
-@dataclasses.dataclass(frozen=True)
-class ServingPlan:
+class ServingPlan(NamedTuple):  # not a dataclass: see catalog.InstanceType
     """How sd21-serving replicas fill one node of the target instance type."""
 
     instance: InstanceType

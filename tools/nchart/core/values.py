@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -19,8 +18,7 @@ from .sizing import SERVING, instance_values, plan_serving
 Values = dict[str, Any]
 
 
-@dataclasses.dataclass(frozen=True)
-class ValuesSource:
+class ValuesSource(NamedTuple):  # not a dataclass: see catalog.InstanceType
     """One layer of values and where it came from, for error messages."""
 
     origin: str
