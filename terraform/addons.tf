@@ -77,13 +77,6 @@ resource "helm_release" "keda" {
   depends_on = [module.eks]
 }
 
-resource "random_password" "grafana_admin" {
-  count = var.install_kube_prometheus_stack && !local.amazon_managed_monitoring ? 1 : 0
-
-  length  = 32
-  special = false
-}
-
 resource "helm_release" "kube_prometheus_stack" {
   count = var.install_kube_prometheus_stack ? 1 : 0
 
@@ -114,6 +107,8 @@ resource "helm_release" "kube_prometheus_stack" {
         } : {},
       )
     }
+    # Grafana's chart generates the admin password into its Secret (kept across upgrades), so it is
+    # never in the Terraform state.
     grafana = {
       enabled = !local.amazon_managed_monitoring
       sidecar = {
@@ -129,14 +124,6 @@ resource "helm_release" "kube_prometheus_stack" {
       }
     }
   })]
-
-  dynamic "set_sensitive" {
-    for_each = random_password.grafana_admin
-    content {
-      name  = "grafana.adminPassword"
-      value = set_sensitive.value.result
-    }
-  }
 
   depends_on = [module.eks]
 }
