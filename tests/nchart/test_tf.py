@@ -138,6 +138,8 @@ def test_init_plan_apply_feed_outputs_back_into_the_values(project_copy: Project
     )
     assert overlay["sd21-serving"]["karpenter"]["nodeClass"]["role"] == "eks-neuron-prod-karpenter-node"
     assert overlay["sd21-serving"]["model"]["s3Uri"] == "s3://eks-neuron-prod-models/sd21-512/model.tar.gz"
+    # The in-cluster Grafana (the default backend) is opened by port-forward: no URL.
+    assert overlay["global"]["monitoring"] == {"grafanaUrl": ""}
     # The state is the environment's own workspace.
     state = fixture_module / "terraform.tfstate.d/prod/terraform.tfstate"
     assert json.loads(state.read_text())["outputs"]["cluster_name"]["value"] == "eks-neuron-prod"
@@ -155,6 +157,29 @@ def test_init_plan_apply_feed_outputs_back_into_the_values(project_copy: Project
     assert destroyed.exit_code == 0, destroyed.stdout + destroyed.stderr
     assert "Destroy complete! Resources: 5 destroyed" in destroyed.stdout
     assert not project_copy.generated_values("prod").exists()
+
+
+def test_amazon_managed_monitoring_gives_the_charts_grafanas_url(project_copy: Project, fixture_module: Path) -> None:
+    settings_file = fixture_module / "environments.yaml"
+    settings = yaml.safe_load(settings_file.read_text())
+    settings["prod"].update(monitoring_backend="amazon-managed", install_aws_load_balancer_controller=False)
+    settings_file.write_text(yaml.safe_dump(settings))
+    applied = run(project_copy, "tf", "apply", "--env", "prod", "--dir", str(fixture_module), "--auto-approve")
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    variables = json.loads((fixture_module / "generated/prod.tfvars.json").read_text())
+    assert (
+        variables["monitoring_backend"] == "amazon-managed"
+        and variables["install_aws_load_balancer_controller"] is False
+    )
+    overlay = yaml.safe_load(project_copy.generated_values("prod").read_text())
+    assert overlay["global"]["monitoring"]["grafanaUrl"].startswith("https://g-")
+    settings["prod"]["monitoring_backend"] = "grafana-cloud"
+    settings_file.write_text(yaml.safe_dump(settings))
+    refused = run(project_copy, "tf", "plan", "--env", "prod", "--dir", str(fixture_module))
+    assert (
+        refused.exit_code != 0
+        and "monitoring_backend must be in-cluster or amazon-managed" in refused.stderr + refused.stdout
+    )
 
 
 def test_invalid_setting_is_refused_by_the_module_validation(project_copy: Project, fixture_module: Path) -> None:
