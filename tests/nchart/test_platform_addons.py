@@ -86,3 +86,29 @@ def test_terraform_installs_every_add_on_behind_its_switch() -> None:
             )
         else:
             assert re.search(reference, code), f"{name}: not installed from addons.yaml"
+
+
+def test_terraform_references_resolve_offline() -> None:
+    """What `terraform validate` would say of names, without the registry's providers: every var.X is a
+    declared variable, every local.X is defined, every add-on looked up in addons.yaml is there, every
+    resource or data source referenced is declared."""
+    sources = {p.name: p.read_text() for p in (ROOT / "terraform").glob("*.tf")}
+    code = "\n".join(re.sub(r"(?m)^\s*#.*$", "", text) for text in sources.values())
+    variables = set(re.findall(r'^variable "([^"]+)"', code, re.M))
+    assert set(re.findall(r"\bvar\.([a-z0-9_]+)", code)) <= variables
+    locals_defined = set()
+    for block in re.findall(r"(?ms)^locals \{\n(.*?)^\}", code):
+        locals_defined |= set(re.findall(r"^  ([a-z0-9_]+)\s*=", block, re.M))
+    assert set(re.findall(r"\blocal\.([a-z0-9_]+)", code)) <= locals_defined
+    used_addons = set(re.findall(r'local\.addons\["([^"]+)"\]', code)) | {
+        name for name in re.findall(r"local\.addons\.([a-z0-9_]+)", code)
+    }
+    assert used_addons <= set(ADDONS), f"not in terraform/addons.yaml: {used_addons - set(ADDONS)}"
+    declared = set(re.findall(r'^(?:resource|data) "([a-z0-9_]+)" "([a-z0-9_]+)"', code, re.M))
+    declared_names = {f"{kind}.{name}" for kind, name in declared}
+    for kind, name in re.findall(r"\b(aws_[a-z0-9_]+|helm_release)\.([a-z0-9_]+)\b", code):
+        assert f"{kind}.{name}" in declared_names, f"{kind}.{name} is referenced but not declared"
+    for kind, name in re.findall(r"\bdata\.([a-z0-9_]+)\.([a-z0-9_]+)\b", code):
+        assert (kind, name) in declared, f"data.{kind}.{name} is referenced but not declared"
+    modules = set(re.findall(r'^module "([^"]+)"', code, re.M))
+    assert set(re.findall(r"\bmodule\.([a-z0-9_]+)\.", code)) <= modules
