@@ -31,14 +31,3 @@ Read by the install preflight and NOTES.txt.
 {{- define "eks-neuron.platform" -}}
 {{- .Files.Get "files/platform.json" }}
 {{- end }}
-
-{{/*
-Where an add-on's objects exist, the Deployments of the add-on controllers the cluster runs, by add-on:
-the labels their charts put on them (as nchart doctor reads them).
-*/}}
-{{- define "eks-neuron.addonControllers" -}}
-karpenter: {app.kubernetes.io/name: karpenter}
-keda: {app.kubernetes.io/name: keda-operator}
-kube-prometheus-stack: {app.kubernetes.io/component: prometheus-operator}
-aws-load-balancer-controller: {app.kubernetes.io/name: aws-load-balancer-controller}
-{{- end }}

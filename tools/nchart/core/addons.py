@@ -27,6 +27,8 @@ class Addon:
     repository: str = ""
     namespace: str = ""
     crd_module: str = ""
+    # Label sets of its controller Deployment (any one matches).
+    controllers: tuple[dict[str, str], ...] = ()
 
     @property
     def version_text(self) -> str:
@@ -46,6 +48,11 @@ def _addon(path: Path, name: str, entry: Any) -> Addon:
     missing = [key for key in required if not entry.get(key)]
     if missing:
         raise NchartError(f"{path}: {name}: missing {', '.join(missing)}", ExitCode.USAGE)
+    controllers = entry.get("controllers") or []
+    if not isinstance(controllers, list) or not all(
+        isinstance(c, dict) and c and all(isinstance(v, str) for v in c.values()) for c in controllers
+    ):
+        raise NchartError(f"{path}: {name}.controllers: expected a list of label mappings", ExitCode.USAGE)
     provides = entry.get("provides") or []
     if not isinstance(provides, list) or any(not isinstance(p, str) or p.count("/") < 1 for p in provides):
         raise NchartError(f"{path}: {name}.provides: expected a list of group/version/Kind", ExitCode.USAGE)
@@ -59,6 +66,7 @@ def _addon(path: Path, name: str, entry: Any) -> Addon:
         repository=str(entry.get("repository") or ""),
         namespace=str(entry.get("namespace") or ""),
         crd_module=str((entry.get("crds") or {}).get("module") or ""),
+        controllers=tuple(dict(c) for c in controllers),
     )
 
 

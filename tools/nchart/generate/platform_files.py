@@ -43,6 +43,7 @@ def generate_platform_files(project: Project, check: bool, result: Generated) ->
     path = project.umbrella / "files" / "platform.json"
     platform = {
         "addons": {addon.name: addon.version_text for addon in load_addons(project.root).values()},
+        "controllers": {addon.name: list(addon.controllers) for addon in load_addons(project.root).values()},
         "kinds": platform_kinds(project),
         "dashboards": dashboard_titles(project),
     }

@@ -1,7 +1,8 @@
 """platform-controller: an add-on whose objects this project made is missing or not Ready — Karpenter
 for NodePools, KEDA (its operator and the external-metrics APIService) for ScaledObjects, the Prometheus
 operator for ServiceMonitors and PrometheusRules, the AWS Load Balancer Controller for an `alb` Ingress.
-Without it those objects do nothing, and nothing else says so."""
+Without it those objects do nothing, and nothing else says so. The controllers are found by the labels
+terraform/addons.yaml records for each add-on's chart, as the umbrella chart's NOTES finds them."""
 
 from __future__ import annotations
 
@@ -14,18 +15,21 @@ CHECK = "platform-controller"
 EXTERNAL_METRICS = "v1beta1.external.metrics.k8s.io"
 
 
-def _controllers(state: ClusterState, matches: dict[str, str]) -> list[Json]:
-    """Deployments carrying any of the label pairs (the add-on charts' own labels)."""
-    return [d for d in state.deployments if any(labels_of(d).get(k) == v for k, v in matches.items())]
+def _controllers(state: ClusterState, addon: str) -> list[Json]:
+    """The add-on's controller Deployments, by the labels its chart puts on them (terraform/addons.yaml)."""
+    known = state.addons.get(addon)
+    selectors = known.controllers if known else ()
+    return [
+        d for d in state.deployments
+        if any(all(labels_of(d).get(k) == v for k, v in selector.items()) for selector in selectors)
+    ]  # fmt: skip
 
 
-def _controller_findings(
-    state: ClusterState, addon: str, what: str, matches: dict[str, str], users: list[Json], kind: str
-) -> list[Finding]:
-    if not users:
+def _controller_findings(state: ClusterState, addon: str, what: str, users: list[Json], kind: str) -> list[Finding]:
+    if not users or addon not in state.addons:
         return []
     used_by = ", ".join(sorted(name_of(u) for u in users)[:3]) + (" ..." if len(users) > 3 else "")
-    controllers = _controllers(state, matches)
+    controllers = _controllers(state, addon)
     if not controllers:
         return [
             Finding(
@@ -48,13 +52,10 @@ def _controller_findings(
 
 def check_platform_controllers(state: ClusterState, now: dt.datetime) -> list[Finding]:
     findings = _controller_findings(
-        state, "karpenter", "Karpenter controller", {"app.kubernetes.io/name": "karpenter"},
-        ours(state.custom_objects("NodePool")), "NodePool",
-    )  # fmt: skip
-    scaled = ours(state.custom_objects("ScaledObject"))
-    findings += _controller_findings(
-        state, "keda", "KEDA operator", {"app.kubernetes.io/name": "keda-operator"}, scaled, "ScaledObject"
+        state, "karpenter", "Karpenter controller", ours(state.custom_objects("NodePool")), "NodePool"
     )
+    scaled = ours(state.custom_objects("ScaledObject"))
+    findings += _controller_findings(state, "keda", "KEDA operator", scaled, "ScaledObject")
     if scaled:
         service = next((a for a in state.api_services if name_of(a) == EXTERNAL_METRICS), None)
         available = condition_of(service, "Available") if service else None
@@ -69,13 +70,10 @@ def check_platform_controllers(state: ClusterState, now: dt.datetime) -> list[Fi
             )  # fmt: skip
     monitors = ours(state.custom_objects("ServiceMonitor")) + ours(state.custom_objects("PrometheusRule"))
     findings += _controller_findings(
-        state, "kube-prometheus-stack", "Prometheus operator",
-        {"app.kubernetes.io/name": "prometheus-operator", "app.kubernetes.io/component": "prometheus-operator"},
-        monitors, "ServiceMonitor/PrometheusRule",
-    )  # fmt: skip
+        state, "kube-prometheus-stack", "Prometheus operator", monitors, "ServiceMonitor/PrometheusRule"
+    )
     alb = [i for i in ours(state.ingresses) if (i.get("spec") or {}).get("ingressClassName") == "alb"]
     findings += _controller_findings(
-        state, "aws-load-balancer-controller", "AWS Load Balancer Controller",
-        {"app.kubernetes.io/name": "aws-load-balancer-controller"}, alb, "Ingress",
-    )  # fmt: skip
+        state, "aws-load-balancer-controller", "AWS Load Balancer Controller", alb, "Ingress"
+    )
     return findings
