@@ -112,3 +112,21 @@ def test_terraform_references_resolve_offline() -> None:
         assert (kind, name) in declared, f"data.{kind}.{name} is referenced but not declared"
     modules = set(re.findall(r'^module "([^"]+)"', code, re.M))
     assert set(re.findall(r"\bmodule\.([a-z0-9_]+)\.", code)) <= modules
+
+
+def test_the_platform_terraform_installs_matches_the_charts_defaults() -> None:
+    """What the charts assume of the platform is what terraform/ installs: the label its Prometheus selects
+    by (release=<the kube-prometheus-stack release name>) and the Grafana sidecar's label, label value and
+    folder annotation."""
+    code = (ROOT / "terraform/addons.tf").read_text()
+    [release] = re.findall(r'resource "helm_release" "kube_prometheus_stack" \{.*?\n  name\s+= "([^"]+)"', code, re.S)
+    umbrella = yaml.safe_load((ROOT / "charts/eks-neuron/values.yaml").read_text())
+    assert umbrella["global"]["monitoring"]["labels"] == {"release": release}
+    sidecar = yaml.safe_load((ROOT / "charts/grafana-dashboards/values.yaml").read_text())["sidecar"]
+    setting = {
+        key: re.search(rf'\n\s+{key}\s+= "([^"]+)"', code) for key in ("label", "labelValue", "folderAnnotation")
+    }
+    assert {key: match.group(1) for key, match in setting.items() if match} == {
+        "label": sidecar["label"], "labelValue": sidecar["labelValue"], "folderAnnotation": sidecar["folderAnnotation"],
+    }  # fmt: skip
+    assert re.search(r'searchNamespace\s+= "ALL"', code), "the sidecar must watch the release's namespace"
