@@ -116,8 +116,8 @@ def test_terraform_references_resolve_offline() -> None:
 
 def test_the_platform_terraform_installs_matches_the_charts_defaults() -> None:
     """What the charts assume of the platform is what terraform/ installs: the label its Prometheus selects
-    by (release=<the kube-prometheus-stack release name>) and the Grafana sidecar's label, label value and
-    folder annotation."""
+    by (release=<the kube-prometheus-stack release name>), the Grafana sidecar's label, label value and
+    folder annotation, and the Prometheus Service KEDA queries."""
     code = (ROOT / "terraform/addons.tf").read_text()
     [release] = re.findall(r'resource "helm_release" "kube_prometheus_stack" \{.*?\n  name\s+= "([^"]+)"', code, re.S)
     umbrella = yaml.safe_load((ROOT / "charts/eks-neuron/values.yaml").read_text())
@@ -130,3 +130,8 @@ def test_the_platform_terraform_installs_matches_the_charts_defaults() -> None:
         "label": sidecar["label"], "labelValue": sidecar["labelValue"], "folderAnnotation": sidecar["folderAnnotation"],
     }  # fmt: skip
     assert re.search(r'searchNamespace\s+= "ALL"', code), "the sidecar must watch the release's namespace"
+    # KEDA queries that Prometheus at its Service (kube-prometheus-stack names it <release>-prometheus).
+    serving = yaml.safe_load((ROOT / "charts/sd21-serving/values.yaml").read_text())
+    namespace = ADDONS["kube-prometheus-stack"]["namespace"]
+    address = serving["autoscaling"]["keda"]["prometheusServerAddress"]
+    assert address == f"http://{release}-prometheus.{namespace}.svc:9090"
