@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .core.catalog import resolve_instance
+from .core.names import DEFAULT_NAMESPACE, DEFAULT_RELEASE
 from .core.project import Project
-from .core.render import DEFAULT_NAMESPACE, DEFAULT_RELEASE, helm_template_args, render
+from .core.render import helm_template_args, render
 from .core.tools import run_tool
 from .core.values import merged, value_sources
 from .errors import NchartError

@@ -36,6 +36,14 @@ class UsageError(NchartError):
         super().__init__(message, ExitCode.USAGE)
 
 
+def echo_error(line: str) -> None:
+    """One line to stderr, at once (the click-free paths' click.echo(err=True))."""
+    import sys
+
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def run_guarded(
     action: Callable[[], object],
     echo_error: Callable[[str], None],

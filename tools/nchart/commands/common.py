@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import ExitCode, NchartError
+from .fast_render import KUBE_VERSION
 
 if TYPE_CHECKING:
     from ..core.project import Project
-
-KUBE_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?$")
 
 
 def kube_version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core.names import DEFAULT_NAMESPACE, DEFAULT_RELEASE
+
 # Option string -> (parameter, takes a value, repeatable), as the click render command declares them.
 OPTIONS: dict[str, tuple[str, bool, bool]] = {
     "--env": ("env", True, False),
@@ -37,12 +39,14 @@ DEFAULTS: dict[str, Any] = {
     "output_dir": None,
     "output": "yaml",
     "values_only": False,
-    "release": "eks-neuron",
-    "namespace": "kube-system",
+    "release": DEFAULT_RELEASE,
+    "namespace": DEFAULT_NAMESPACE,
     "kube_version": None,
 }
+# -o/--output choices, and the defaults above, as the click command declares them from here.
 OUTPUTS = ("yaml", "json")
-KUBE_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?$")  # commands.common.KUBE_VERSION, which the test compares
+# What --kube-version accepts (the click command checks it with this too).
+KUBE_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?$")
 
 
 class _NotPlain(Exception):
@@ -130,18 +134,13 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[str | None, dict[st
         return None
 
 
-def _error_line(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
 def try_fast_render(argv: list[str]) -> None:
     """Renders and exits when argv is a plain render; returns (having done nothing) otherwise."""
     parsed = parse(argv, dict(os.environ))
     if parsed is None:
         return
     root, params = parsed
-    from ..errors import run_guarded
+    from ..errors import echo_error, run_guarded
 
     def render() -> None:
         from ..core.project import find_project
@@ -150,7 +149,7 @@ def try_fast_render(argv: list[str]) -> None:
         project = find_project(Path(root) if root else None, explicit=root is not None)
         run_render(project, **params)
 
-    code = run_guarded(render, _error_line)
+    code = run_guarded(render, echo_error)
     # Done: leave without the interpreter's teardown of every loaded module (~10 ms of a ~170 ms
     # command), which has nothing left to do here — helm has been waited for, no file is open but these.
     try:

@@ -7,13 +7,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import echo_error
+
 if TYPE_CHECKING:
     from ..core.project import Project
-
-
-def _error_line(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 def run_render(
@@ -44,10 +41,10 @@ def run_render(
         manifests = helm.finish(sources)
     for source in sources:  # after the render: a note about values the chart refused would mislead
         if source.note:
-            _error_line(source.note)
+            echo_error(source.note)
     if output_dir is not None:
         written = rendering.write_output_dir(manifests, output_dir)
-        _error_line(f"wrote {len(written)} files under {output_dir} for {target.name}")
+        echo_error(f"wrote {len(written)} files under {output_dir} for {target.name}")
     elif output == "json":
         import json
 

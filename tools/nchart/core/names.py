@@ -16,3 +16,6 @@ NEURON_TAINT = {"key": NEURON, "value": "true", "effect": "NoSchedule"}
 USAGE_MAPS = ("NEURON_DEV_USAGE_MAP", "NEURON_CORE_USAGE_MAP")
 ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
 POD_SECURITY_EXCEPTIONS_ANNOTATION = "eks-neuron.io/pod-security-exceptions"
+# The release name and namespace nchart renders and installs with unless told otherwise.
+DEFAULT_RELEASE = "eks-neuron"
+DEFAULT_NAMESPACE = "kube-system"

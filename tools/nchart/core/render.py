@@ -18,13 +18,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExitCode, NchartError, UsageError
+from .names import DEFAULT_NAMESPACE, DEFAULT_RELEASE
 from .project import Project
 
 if TYPE_CHECKING:
     from .values import Values, ValuesSource
 
-DEFAULT_RELEASE = "eks-neuron"
-DEFAULT_NAMESPACE = "kube-system"
 
 _EXECUTION_ERROR = re.compile(r"execution error at \((?P<where>[^)]*)\): (?P<message>.*)", re.DOTALL)
 
