@@ -134,8 +134,7 @@ def neuron_requests(pod_spec: Json) -> tuple[int, int]:
 
 
 def is_ready(pod: Json) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return (condition_of(pod, "Ready") or {}).get("status") == "True"
 
 
 def is_live(pod: Json) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..core.addons import kind_providers, load_addons
+from ..core.addons import Addon, kind_providers, load_addons
 from ..core.project import Project
 from ..errors import ExitCode, NchartError
 from .files import Generated, relative, update
@@ -17,14 +17,20 @@ ADDON_TABLE = re.compile(
 )
 
 
-def platform_kinds(project: Project) -> dict[str, str]:
-    """group/version/Kind -> the add-on that provides it."""
-    return {kind: addon.name for kind, addon in sorted(kind_providers(load_addons(project.root)).items())}
+def platform_file(project: Project, addons: dict[str, Addon]) -> dict[str, object]:
+    """files/platform.json: each add-on's version and controller labels, the add-on providing each
+    group/version/Kind, and the dashboards' titles."""
+    return {
+        "addons": {addon.name: addon.version_text for addon in addons.values()},
+        "controllers": {addon.name: list(addon.controllers) for addon in addons.values()},
+        "kinds": {kind: addon.name for kind, addon in sorted(kind_providers(addons).items())},
+        "dashboards": dashboard_titles(project),
+    }
 
 
-def addon_table(project: Project) -> str:
+def addon_table(addons: dict[str, Addon]) -> str:
     rows = ["| add-on | installed as | version | provides | for |", "|---|---|---|---|---|"]
-    for addon in load_addons(project.root).values():
+    for addon in addons.values():
         source = f"Helm chart `{addon.chart}` from `{addon.repository}`" if addon.install == "helm" else "EKS add-on"
         kinds = ", ".join(f"`{kind.rsplit('/', 1)[1]}`" for kind in addon.provides) or "—"
         rows.append(f"| {addon.name} | {source} | {addon.version_text} | {kinds} | {addon.description} |")
@@ -40,16 +46,11 @@ def dashboard_titles(project: Project) -> dict[str, str]:
 
 
 def generate_platform_files(project: Project, check: bool, result: Generated) -> None:
+    addons = load_addons(project.root)
     path = project.umbrella / "files" / "platform.json"
-    platform = {
-        "addons": {addon.name: addon.version_text for addon in load_addons(project.root).values()},
-        "controllers": {addon.name: list(addon.controllers) for addon in load_addons(project.root).values()},
-        "kinds": platform_kinds(project),
-        "dashboards": dashboard_titles(project),
-    }
-    update(project, path, json.dumps(platform, indent=2) + "\n", check, result)
+    update(project, path, json.dumps(platform_file(project, addons), indent=2) + "\n", check, result)
     readme = project.root / "README.md"
     text = readme.read_text(encoding="utf-8")
     if not ADDON_TABLE.search(text):
         raise NchartError(f"{relative(project, readme)}: no platform-addons markers", ExitCode.USAGE)
-    update(project, readme, ADDON_TABLE.sub(lambda m: m[1] + addon_table(project) + m[2], text), check, result)
+    update(project, readme, ADDON_TABLE.sub(lambda m: m[1] + addon_table(addons) + m[2], text), check, result)

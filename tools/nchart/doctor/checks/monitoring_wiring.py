@@ -39,25 +39,38 @@ def _namespace_labels(state: ClusterState, namespace: str) -> dict[str, str]:
     return labels_of(found) if found else {"kubernetes.io/metadata.name": namespace}
 
 
-def _misses(state: ClusterState, prometheus: Json, kind: str, obj: Json) -> str:
-    """Why this Prometheus leaves the object out ("" when it selects it)."""
+def _edit(prometheus: Json, field: str) -> str:
+    return f"kubectl -n {namespace_of(prometheus)} edit prometheus {name_of(prometheus)} (spec.{field})"
+
+
+def _misses(state: ClusterState, prometheus: Json, kind: str, obj: Json) -> tuple[str, str] | None:
+    """Why this Prometheus leaves the object out, and the fix; None when it selects it."""
     spec = prometheus.get("spec") or {}
     object_field, namespace_field = SELECTORS[kind]
     selector = spec.get(object_field)
     if selector is None:
-        return f"its {object_field} is null (selects no {kind})"
+        return f"its {object_field} is null (selects no {kind})", _edit(prometheus, object_field)
     if not selects(selector, labels_of(obj)):
         wanted = selector.get("matchLabels") or {}
         labels = ", ".join(f"{k}={v}" for k, v in wanted.items()) or str(selector.get("matchExpressions"))
-        return f"its {object_field} wants {labels}; add it with global.monitoring.labels"
+        why = f"its {object_field} wants {labels}; add it with global.monitoring.labels"
+        if not wanted:
+            return why, _edit(prometheus, object_field)
+        pairs = ", ".join(f"{k}: {v}" for k, v in wanted.items())
+        return (
+            why,
+            f"helm upgrade ... --set-json 'global.monitoring.labels={{{pairs}}}' (values: global.monitoring.labels)",
+        )
     namespace_selector = spec.get(namespace_field)
     if namespace_selector is None:
         if namespace_of(obj) != namespace_of(prometheus):
-            return f"its {namespace_field} is null (its own namespace only); set it to {{}} or label namespace {namespace_of(obj)} to match"
-        return ""
+            why = f"its {namespace_field} is null (its own namespace only); set it to {{}} or label namespace {namespace_of(obj)} to match"
+            return why, _edit(prometheus, namespace_field)
+        return None
     if not selects(namespace_selector, _namespace_labels(state, namespace_of(obj))):
-        return f"its {namespace_field} leaves out namespace {namespace_of(obj)}; label that namespace to match"
-    return ""
+        why = f"its {namespace_field} leaves out namespace {namespace_of(obj)}; label that namespace to match"
+        return why, _edit(prometheus, namespace_field)
+    return None
 
 
 def check_prometheus_selection(state: ClusterState, now: dt.datetime) -> list[Finding]:
@@ -76,32 +89,23 @@ def check_prometheus_selection(state: ClusterState, now: dt.datetime) -> list[Fi
                 )
             )  # fmt: skip
             continue
-        unselected = [o for o in objects if all(_misses(state, p, kind, o) for p in prometheuses)]
-        for prometheus in prometheuses:
-            missed = [(o, _misses(state, prometheus, kind, o)) for o in objects]
-            missed = [(o, why) for o, why in missed if why]
+        # Each Prometheus's verdict on each object, once.
+        verdicts = [[_misses(state, prometheus, kind, o) for o in objects] for prometheus in prometheuses]
+        unselected = {i for i in range(len(objects)) if all(row[i] for row in verdicts)}
+        for prometheus, row in zip(prometheuses, verdicts, strict=True):
+            missed = [(i, miss) for i, miss in enumerate(row) if miss]
             if not missed:
                 continue
-            names = ", ".join(name_of(o) for o, _ in missed[:3]) + (" ..." if len(missed) > 3 else "")
-            severity = Severity.ERROR if any(o in unselected for o, _ in missed) else Severity.WARNING
+            names = ", ".join(name_of(objects[i]) for i, _ in missed[:3]) + (" ..." if len(missed) > 3 else "")
+            severity = Severity.ERROR if any(i in unselected for i, _ in missed) else Severity.WARNING
+            why, fix = missed[0][1]
             findings.append(
                 Finding(
                     severity, "prometheus-selection", ref_of("Prometheus", prometheus),
-                    f"does not select {len(missed)} {kind}(s) of eks-neuron ({names}): {missed[0][1]}",
-                    _selection_fix(prometheus, kind, missed[0][1]),
+                    f"does not select {len(missed)} {kind}(s) of eks-neuron ({names}): {why}", fix,
                 )
             )  # fmt: skip
     return findings
-
-
-def _selection_fix(prometheus: Json, kind: str, why: str) -> str:
-    object_field, namespace_field = SELECTORS[kind]
-    wanted = ((prometheus.get("spec") or {}).get(object_field) or {}).get("matchLabels") or {}
-    if "global.monitoring.labels" in why and wanted:
-        pairs = ", ".join(f"{k}: {v}" for k, v in wanted.items())
-        return f"helm upgrade ... --set-json 'global.monitoring.labels={{{pairs}}}' (values: global.monitoring.labels)"
-    field = namespace_field if "namespace" in why else object_field
-    return f"kubectl -n {namespace_of(prometheus)} edit prometheus {name_of(prometheus)} (spec.{field})"
 
 
 def _env(container: Json) -> dict[str, str]:

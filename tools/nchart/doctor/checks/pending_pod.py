@@ -9,6 +9,7 @@ from ..state import (
     ClusterState,
     Json,
     NeuronNode,
+    condition_of,
     is_live,
     labels_of,
     name_of,
@@ -87,7 +88,7 @@ def check_pending_pods(state: ClusterState, now: dt.datetime) -> list[Finding]:
         describe = f"kubectl -n {namespace_of(pod)} describe pod {name_of(pod)}"
         blocked = _why_unschedulable(spec, nodes, running_schedulers, bool(schedulers))
         if blocked is None:
-            condition: Json = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
+            condition = condition_of(pod, "PodScheduled") or {}
             message = condition.get("message") or "not scheduled yet"
             findings.append(Finding(Severity.WARNING, "pending-pod", where, f"Pending: {message}", describe))
         else:
