@@ -32,6 +32,9 @@ from tests.support.cluster import (
     wait_for,
     write_values,
 )
+from tests.support.cluster import (
+    run_doctor as doctor,
+)
 
 RELEASE = "doctor"
 NAMESPACE = "kube-system"
@@ -48,17 +51,6 @@ def doctor_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
     ]
     with running_cluster(PROJECT, tmp_path_factory.mktemp("doctor-cluster"), nodes=nodes) as cluster:
         yield cluster
-
-
-def doctor(cluster: LocalCluster, *args: str, answer: str | None = None) -> tuple[int, list[dict[str, Any]], str]:
-    """The real `nchart doctor -o json` against the cluster: (exit code, findings, stderr)."""
-    nchart = Path(sys.executable).with_name("nchart")
-    result = subprocess.run(
-        [str(nchart), "--root", str(ROOT), "doctor", "--kubeconfig", str(cluster.kubeconfig), "-o", "json", *args],
-        capture_output=True, text=True, timeout=120, input=answer, check=False,
-    )  # fmt: skip
-    assert "Traceback" not in result.stderr and result.stdout.startswith("["), (result.returncode, result.stderr)
-    return result.returncode, json.loads(result.stdout), result.stderr
 
 
 def findings_of(findings: list[dict[str, Any]], check: str) -> list[dict[str, Any]]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ import yaml
 from nchart.localcluster.cluster import LocalCluster, running_cluster
 from nchart.localcluster.nodes import system_node
 from tests.support.charts import PROJECT, ROOT, render_objects
-from tests.support.cluster import Pending, release_values, run_tool, wait_for, write_values
+from tests.support.cluster import Pending, release_values, run_doctor, run_tool, wait_for, write_values
 
 ADD_ON_KINDS = {"ServiceMonitor", "PrometheusRule", "NodePool", "EC2NodeClass", "ScaledObject", "Ingress"}
 PLATFORM_CHECKS = {"platform-controller", "prometheus-selection", "grafana-dashboards", "nodepool", "scaledobject"}
@@ -44,13 +42,8 @@ def kubectl(cluster: LocalCluster, *args: str, manifest: Any = None) -> str:
 
 
 def doctor(cluster: LocalCluster) -> tuple[int, list[dict[str, Any]]]:
-    nchart = Path(sys.executable).with_name("nchart")
-    result = subprocess.run(
-        [str(nchart), "--root", str(ROOT), "doctor", "--kubeconfig", str(cluster.kubeconfig), "-o", "json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert "Traceback" not in result.stderr and result.stdout.startswith("["), (result.returncode, result.stderr)
-    return result.returncode, json.loads(result.stdout)
+    code, findings, _ = run_doctor(cluster)
+    return code, findings
 
 
 def platform_findings(findings: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

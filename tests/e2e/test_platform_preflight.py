@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nchart.core.addons import kind_providers, load_addons
+from nchart.localcluster.api import crd_established
 from nchart.localcluster.cluster import LocalCluster
 from tests.support.charts import ROOT
 from tests.support.cluster import Pending, helm, release_values, wait_for, write_values
@@ -55,6 +56,11 @@ def _resources(api: object, group_version: str) -> list[object]:
         if error.status == 404:
             return []
         raise
+
+
+def established(cluster: LocalCluster, name: str) -> bool:
+    with cluster.api_client() as api:
+        return crd_established(api, name)
 
 
 def prod_values(tmp_path: Path) -> Path:
@@ -129,7 +135,7 @@ def test_with_the_crds_back_the_install_passes_and_its_notes_say_what_is_missing
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     for name in REMOVED:
-        wait_for(lambda n=name: _crd_established(cluster, n), f"CRD {name} back")
+        wait_for(lambda n=name: established(cluster, n), f"CRD {name} back")
     result = helm(
         cluster, "install", RELEASE, CHART, "-n", NAMESPACE, "-f", str(prod_values(tmp_path)), "--dry-run=server"
     )
@@ -148,14 +154,3 @@ def test_with_the_crds_back_the_install_passes_and_its_notes_say_what_is_missing
         json.loads(p.read_text())["title"] for p in (ROOT / "charts/grafana-dashboards/dashboards").glob("*.json")
     ]
     assert titles and all(f"  - {title}" in notes for title in titles)
-
-
-def _crd_established(cluster: LocalCluster, name: str) -> bool:
-    from kubernetes import client
-
-    with cluster.api_client() as api:
-        try:
-            crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(name)
-        except client.ApiException:
-            return False
-    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +64,17 @@ def run_tool(
             f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout[-2000:]}"
         )
     return result
+
+
+def run_doctor(cluster: LocalCluster, *args: str, answer: str | None = None) -> tuple[int, list[dict[str, Any]], str]:
+    """The real `nchart doctor -o json` against the cluster: (exit code, findings, stderr)."""
+    nchart = Path(sys.executable).with_name("nchart")
+    result = subprocess.run(
+        [str(nchart), "--root", str(ROOT), "doctor", "--kubeconfig", str(cluster.kubeconfig), "-o", "json", *args],
+        capture_output=True, text=True, timeout=120, input=answer, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr and result.stdout.startswith("["), (result.returncode, result.stderr)
+    return result.returncode, json.loads(result.stdout), result.stderr
 
 
 def helm(cluster: LocalCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,19 @@ from .pki import write_kubeconfig
 Wait = Callable[[Callable[[], Any], float, str], Any]
 
 
+def crd_established(api: Any, name: str) -> bool:
+    """Whether the CRD exists and the API server serves it (its Established condition)."""
+    from kubernetes import client
+
+    try:
+        crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(name)
+    except client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+
 def install_crds(api: Any, files: Iterable[Path], wait: Wait) -> list[str]:
     """Creates the upstream CRDs the charts use and waits until each is Established; their names."""
     from kubernetes import client
@@ -27,11 +40,7 @@ def install_crds(api: Any, files: Iterable[Path], wait: Wait) -> list[str]:
         names.append(crd["metadata"]["name"])
 
     def established() -> bool:
-        for name in names:
-            conditions = extensions.read_custom_resource_definition(name).status.conditions or []
-            if not any(c.type == "Established" and c.status == "True" for c in conditions):
-                return False
-        return True
+        return all(crd_established(api, name) for name in names)
 
     wait(established, 60, f"CRDs established ({', '.join(names)})")
     return names
