@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.charts import ROOT
+from tests.support.readiness import wait_until_answers
 from tests.support.serving import metric_value, ready_app, uvicorn_server
 
 pytestmark = pytest.mark.slow
@@ -29,12 +30,7 @@ MAX_BATCH = 4
 def served(tiny_model_dir: Path) -> Iterator[str]:
     app = ready_app(tiny_model_dir, max_batch_size=MAX_BATCH, max_queue=64)
     with uvicorn_server(app) as base:
-        for _ in range(600):
-            if httpx.get(f"{base}/ready").status_code == 200:
-                break
-            import time
-
-            time.sleep(0.2)
+        wait_until_answers(f"{base}/ready", "the model server (loading the tiny model)", timeout_s=120)
         yield base
 
 

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.support.readiness import wait_until_answers
 from tests.support.serving import ready_app, uvicorn_server
 
 pytestmark = pytest.mark.slow
@@ -43,12 +43,7 @@ REQUEST_TIMEOUT_S = 60
 def served(tiny_model_dir: Path) -> Iterator[str]:
     app = ready_app(tiny_model_dir, max_queue=64, request_timeout_s=REQUEST_TIMEOUT_S)
     with uvicorn_server(app) as base:
-        for _ in range(600):
-            if httpx.get(f"{base}/ready").status_code == 200:
-                break
-            import time
-
-            time.sleep(0.2)
+        wait_until_answers(f"{base}/ready", "the model server (loading the tiny model)", timeout_s=120)
         yield base
 
 
