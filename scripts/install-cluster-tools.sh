@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local Kubernetes control plane the end-to-end tests run on, pinned, into ./bin:
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubectl (k8s.io/kubernetes),
-# etcd and kwok, all from the Go module proxy. A binary already built at the pinned version is
+# etcd and kwok, and the platform add-ons' controllers (terraform/addons.yaml, `local`: the Prometheus
+# operator, KEDA, Karpenter with its kwok provider), all from the Go module proxy. A binary already built at the pinned version is
 # reused. k8s.io/kubernetes refuses `go install` (replace directives to its staging folder), so it is
 # built from its module source with the staging modules taken from the proxy instead.
 set -euo pipefail
@@ -89,4 +90,24 @@ if ! tool_current "$bin_dir" kwok "$kwok_version"; then
   timed "building kwok $kwok_version" build_kwok
   echo "$kwok_version" >"$bin_dir/.kwok.stamp"
 fi
+# The add-ons' controllers, at the versions terraform/addons.yaml pins (the same releases terraform
+# installs on EKS).
+python=python3
+[[ -x "$repo_root/.venv/bin/python" ]] && python="$repo_root/.venv/bin/python"
+controller_builds=$("$python" "$repo_root/scripts/local-controller-builds.py")
+while read -r module version tags loopback binaries; do
+  read -r -a entries <<<"$binaries"
+  # What the binaries were built from and how: a change to any rebuilds them.
+  stamp="$module@$version tags=$tags loopback=$loopback"
+  stale=false
+  for entry in "${entries[@]}"; do
+    tool_current "$bin_dir" "${entry%%=*}" "$stamp" || stale=true
+  done
+  [[ $stale == false ]] && continue
+  names=$(printf '%s ' "${entries[@]%%=*}")
+  timed "building ${names% } from $module@$version (cold: 1-10 min on 2 cores)" \
+    build_module_binaries "$bin_dir" "$work_dir" "$module" "$version" "$tags" "$loopback" "${entries[@]}" ||
+    proxy_hint "$module@$version"
+  for entry in "${entries[@]}"; do echo "$stamp" >"$bin_dir/.${entry%%=*}.stamp"; done
+done <<<"$controller_builds"
 echo "install-cluster-tools: control-plane binaries ready in bin/ ($((SECONDS - started))s)" >&2

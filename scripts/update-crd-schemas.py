@@ -28,7 +28,7 @@ ADDONS = ROOT / "terraform" / "addons.yaml"
 
 def crd_sources(kind: str) -> dict[str, list[str]]:
     """module@version -> CRD files inside it: `schemas` (kubeconform and the local control plane) or
-    `cluster` (the local control plane only)."""
+    `cluster` (the local control plane only: with those, the CRDs the add-ons' local controllers watch)."""
     addons = yaml.safe_load(ADDONS.read_text())
     sources: dict[str, list[str]] = {}
     for addon in addons.values():
@@ -38,6 +38,9 @@ def crd_sources(kind: str) -> dict[str, list[str]]:
             files += list(crds.get("cluster") or [])
         if files:
             sources[crds["module"]] = files
+        for build in addon.get("local") or []:
+            if kind == "cluster" and build.get("crds"):
+                sources.setdefault(build["module"], []).extend(build["crds"])
     return sources
 
 

@@ -30,3 +30,49 @@ go_build_pinned() {
   rm -rf "$wrapper"
   return $status
 }
+
+# build_module_binaries BIN_DIR WORK_DIR MODULE VERSION TAGS LOOPBACK NAME=PACKAGE...: builds each PACKAGE (a path
+# inside MODULE, e.g. ./cmd/operator) into BIN_DIR/NAME from a copy of the module's source, as its own
+# project builds it: its go.mod is the main module, so its replace directives hold (`go install` refuses
+# modules that have any). Replaces that point at folders of the same repository (nested modules, which
+# module downloads do not contain) are pointed at those modules' releases of the same version instead.
+# TAGS: comma-separated Go build tags (or -). LOOPBACK: comma-separated files (or -) whose `fmt.Sprintf(":%...` listen addresses, every interface
+# with no flag to change it, become 127.0.0.1; a file without one fails the build (upstream moved).
+build_module_binaries() {
+  local bin_dir=$1 work_dir=$2 module=$3 version=$4 tags=$5 loopback=$6
+  shift 6
+  [[ $tags == - ]] && tags=
+  local source
+  source=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [[ -z "$source" ]]; then
+    echo "could not fetch $module@$version from the Go module proxy ($(go env GOPROXY))" >&2
+    return 1
+  fi
+  local tree="$work_dir/${module//\//_}@$version"
+  if [[ ! -f "$tree/.prepared" ]]; then
+    rm -rf "$tree"
+    cp -r "$source" "$tree"
+    chmod -R u+w "$tree"
+    rm -f "$tree/go.work" "$tree/go.work.sum"
+    sed -i -E "s#^([[:space:]]*)(replace[[:space:]]+)?([^[:space:]]+) => \./[^[:space:]]+\$#\1\2\3 => \3 $version#" "$tree/go.mod"
+    local file
+    local -a files=()
+    [[ $loopback != - ]] && IFS=, read -r -a files <<<"$loopback"
+    for file in "${files[@]}"; do
+      if ! grep -q 'fmt.Sprintf(":%' "$tree/$file"; then
+        echo "$module@$version: $file no longer binds with fmt.Sprintf(\":%...\"); update local.loopback in terraform/addons.yaml" >&2
+        return 1
+      fi
+      sed -i 's/fmt\.Sprintf(":%/fmt.Sprintf("127.0.0.1:%/g' "$tree/$file"
+    done
+    touch "$tree/.prepared"
+  fi
+  local entry
+  for entry in "$@"; do
+    (
+      cd "$tree" &&
+        GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0 go build -buildvcs=false -trimpath -tags "$tags" -ldflags "-s -w" \
+          -o "$bin_dir/${entry%%=*}" "${entry#*=}"
+    ) || return 1
+  done
+}
