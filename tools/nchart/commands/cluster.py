@@ -32,14 +32,38 @@ _state_dir_option = click.option(
 )
 
 
+def _addon_list(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    from ..localcluster.controllers import ADDONS_WITH_CONTROLLERS
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if names == ["all"]:
+        return list(ADDONS_WITH_CONTROLLERS)
+    unknown = [name for name in names if name not in ADDONS_WITH_CONTROLLERS]
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)}: expected `all` or some of {', '.join(ADDONS_WITH_CONTROLLERS)}", param=param
+        )
+    return names
+
+
 @cluster.command("up")
 @_state_dir_option
+@click.option(
+    "--controllers",
+    default="",
+    callback=_addon_list,
+    help="Also run these add-ons' real controllers (comma-separated, or `all`): "
+    "kube-prometheus-stack (the Prometheus operator and its Prometheus), keda, karpenter (kwok provider).",
+)
 @click.pass_context
-def cluster_up(ctx: click.Context, state_dir: Path | None) -> None:
+def cluster_up(ctx: click.Context, state_dir: Path | None, controllers: list[str]) -> None:
     """Start the control plane with one fake node per catalog instance type (and a system node)."""
     require_cluster_extra("cluster up")
     local = _local_cluster(ctx, state_dir)
     local.up()
+    if controllers:
+        seconds = local.start_controllers(controllers)
+        click.echo(f"controllers of {', '.join(controllers)} started in {seconds:.1f}s", err=True)
     click.echo(f"export KUBECONFIG={local.kubeconfig}")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import time
@@ -78,6 +79,16 @@ class LocalCluster:
     def ca_file(self) -> Path:
         return self.pki_dir / "ca.crt"
 
+    @property
+    def pod_routes(self) -> Path:
+        """The pod network's routes (nchart.localcluster.podnetwork): pod IP:port -> a local address."""
+        return self.state_dir / "controllers" / "pod-network.json"
+
+    @property
+    def prometheus_url(self) -> str:
+        """The Prometheus the operator configures, when the kube-prometheus-stack controllers run."""
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
+
     def _state_file(self) -> Path:
         return self.state_dir / "state.json"
 
@@ -98,7 +109,7 @@ class LocalCluster:
                 ExitCode.USAGE,
             ) from None
 
-    def _save_state(self) -> None:
+    def save_state(self) -> None:
         state = {"ports": self.ports, "processes": {n: p.to_json() for n, p in self.processes.items()}}
         self._state_file().write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
 
@@ -111,7 +122,8 @@ class LocalCluster:
             return ""
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
-    def _binary(self, name: str) -> str:
+    def binary(self, name: str) -> str:
+        """bin/NAME, or an error that says how to build it."""
         local = self.project.root / "bin" / name
         if not (local.is_file() and os.access(local, os.X_OK)):
             raise NchartError(
@@ -119,7 +131,12 @@ class LocalCluster:
             )
         return str(local)
 
-    def _start(self, name: str, binary: str, args: list[str]) -> ProcessRecord:
+    def _start(self, name: str, binary: str, args: list[str], env: dict[str, str] | None = None) -> ProcessRecord:
+        return self.start_recorded(name, [binary, *args], env)
+
+    def start_recorded(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ProcessRecord:
+        """Starts a process that belongs to this cluster: logged to logs/NAME.log, kept in the state file
+        and stopped by `down` (newest first)."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log = self.logs_dir / f"{name}.log"
         with log.open("ab") as out:
@@ -127,18 +144,19 @@ class LocalCluster:
             # and a Ctrl-C in the terminal does not reach it.
             _, record = start_process(
                 name,
-                [binary, *args],
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=self.state_dir,
+                env={**os.environ, **(env or {})},
             )
         self.processes[name] = record
-        self._save_state()
+        self.save_state()
         return record
 
-    def _check_alive(self, name: str) -> None:
+    def check_alive(self, name: str) -> None:
         process = self.processes[name]
         if not process.alive():
             raise NchartError(
@@ -155,7 +173,7 @@ class LocalCluster:
                 f"({', '.join(self.running())}); stop it with `nchart cluster down`",
                 ExitCode.USAGE,
             )
-        binaries = {name: self._binary(name) for name in COMPONENTS}
+        binaries = {name: self.binary(name) for name in COMPONENTS}
         crds = self.crd_files()
         started = time.monotonic()
         try:
@@ -165,6 +183,9 @@ class LocalCluster:
                 f"{self.state_dir}: cannot create the state directory: {error.strerror}", ExitCode.USAGE
             ) from None
         self.processes, self.ports = {}, {}
+        # A fresh cluster each time: the last one's etcd data and controller files would clash.
+        for stale in ("etcd", "controllers"):
+            shutil.rmtree(self.state_dir / stale, ignore_errors=True)
         try:
             pki = write_pki(self.pki_dir)
             self.progress(f"local cluster: PKI written to {self.pki_dir}")
@@ -176,7 +197,7 @@ class LocalCluster:
                 "kube-scheduler": free_port(),
                 "kwok": free_port(),
             }
-            self._save_state()
+            self.save_state()
             self._start_etcd(binaries["etcd"])
             self._start_apiserver(binaries["kube-apiserver"], pki)
             self._start_controller_manager(binaries["kube-controller-manager"], pki)
@@ -196,6 +217,18 @@ class LocalCluster:
         self.progress(f"local cluster: up in {elapsed:.1f}s at {self.server}; KUBECONFIG={self.kubeconfig}")
         return elapsed
 
+    def start_controllers(self, addons: Iterable[str]) -> float:
+        """Starts the add-ons' real controllers (nchart.localcluster.controllers); returns the seconds it took."""
+        from .controllers import ControllerStarter
+
+        started = time.monotonic()
+        try:
+            ControllerStarter(self).start(list(addons))
+        except BaseException:
+            self.down_or_fail()
+            raise
+        return time.monotonic() - started
+
     def down(self) -> tuple[list[str], list[ProcessRecord]]:
         """Stops every process this cluster started, by PID, newest first. Returns the names of those
         it stopped and the records of any it could not stop (those stay in the state file)."""
@@ -211,7 +244,7 @@ class LocalCluster:
                 left[name] = process
         self.processes = left
         if self.state_dir.is_dir():
-            self._save_state()
+            self.save_state()
         return stopped, list(left.values())
 
     def down_or_fail(self) -> list[str]:
@@ -227,7 +260,7 @@ class LocalCluster:
         self._start("etcd", binary, etcd_args(self.state_dir, self.ports))
         client = f"http://127.0.0.1:{self.ports['etcd']}"
         wait_until(lambda: self._http_ok(f"{client}/health"), 30, "etcd answering /health")
-        self._check_alive("etcd")
+        self.check_alive("etcd")
 
     def _start_apiserver(self, binary: str, pki: dict[str, KeyPair]) -> None:
         self._start("kube-apiserver", binary, apiserver_args(self.ports, pki))
@@ -256,7 +289,7 @@ class LocalCluster:
         kubeconfig = self._component_kubeconfig("kwok", pki["kwok"])
         self._start("kwok", binary, kwok_args(kubeconfig, self.ports))
         time.sleep(0.2)
-        self._check_alive("kwok")
+        self.check_alive("kwok")
 
     # HTTP and API helpers
     def _http_ok(self, url: str, context: ssl.SSLContext | None = None) -> bool:
@@ -267,7 +300,7 @@ class LocalCluster:
             return False
 
     def _apiserver_ready(self, pki: dict[str, KeyPair]) -> bool:
-        self._check_alive("kube-apiserver")
+        self.check_alive("kube-apiserver")
         context = ssl.create_default_context(cafile=str(pki["ca"].cert))
         context.load_cert_chain(str(pki["admin"].cert), str(pki["admin"].key))
         return self._http_ok(f"{self.server}/readyz", context)
@@ -318,9 +351,13 @@ def running_cluster(
     state_dir: Path,
     progress: Progress = lambda m: None,
     nodes: Iterable[dict[str, Any]] | None = None,
+    controllers: Iterable[str] = (),
 ) -> Iterator[LocalCluster]:
+    """A started cluster (with the add-ons' controllers named), stopped by PID when the block ends."""
     cluster = LocalCluster(project, state_dir, progress)
     cluster.up(nodes)
+    if controllers:
+        cluster.start_controllers(controllers)
     try:
         yield cluster
     finally:

@@ -81,15 +81,20 @@ def _ca(name: str) -> tuple[Any, Any]:
     return cert, key
 
 
-def _leaf(issuer: tuple[Any, Any], subject: Any, server: bool, sans: Iterable[Any] = ()) -> tuple[Any, Any]:
-    """A server or client certificate signed by `issuer` (a CA certificate and key), and its key."""
+def _leaf(
+    issuer: tuple[Any, Any], subject: Any, server: bool, sans: Iterable[Any] = (), client: bool = False
+) -> tuple[Any, Any]:
+    """A server or client certificate (or, with both, one for mutual TLS) signed by `issuer` (a CA
+    certificate and key), and its key."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     key = _new_key()
     not_before, not_after = _validity()
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+    if client or not server:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -100,7 +105,7 @@ def _leaf(issuer: tuple[Any, Any], subject: Any, server: bool, sans: Iterable[An
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
     sans = list(sans)
     if sans:
@@ -158,6 +163,30 @@ def write_pki(pki: Path) -> dict[str, KeyPair]:
         )
     )
     return pairs
+
+
+def _load_ca(pki: Path) -> tuple[Any, Any]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    return cert, key
+
+
+def write_client_pair(pki: Path, name: str, common_name: str, group: str | None) -> KeyPair:
+    """A client certificate from the cluster CA written by write_pki, for a component started later."""
+    return _save(pki, name, *_leaf(_load_ca(pki), _name(common_name, group), False))
+
+
+def write_loopback_server_pair(pki: Path, name: str, dns_names: Iterable[str] = ()) -> KeyPair:
+    """A certificate from the cluster CA for a server on 127.0.0.1 (as `localhost` and `dns_names` too:
+    the API server's aggregator checks the Service's name) that is also a client of its peers (mutual
+    TLS, as KEDA's operator and metrics server use)."""
+    from cryptography import x509
+
+    sans = [x509.DNSName(n) for n in ("localhost", *dns_names)] + [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+    return _save(pki, name, *_leaf(_load_ca(pki), _name(name), True, sans, client=True))
 
 
 def write_kubeconfig(
