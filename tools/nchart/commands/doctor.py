@@ -17,8 +17,24 @@ import click
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--fix", is_flag=True, help="Clear stale usage maps on nodes where no live pod holds Neuron resources.")
 @click.option("--yes", is_flag=True, help="With --fix: do not ask.")
+@click.option(
+    "--skip",
+    "skipped",
+    multiple=True,
+    metavar="CHECK",
+    callback=lambda ctx, param, value: _known_checks(param, value),
+    help="Leave out the findings of this check (repeatable), e.g. grafana-dashboards where no Grafana is run on purpose.",
+)
 @click.pass_context
-def doctor(ctx: click.Context, kubeconfig: str | None, context: str | None, output: str, fix: bool, yes: bool) -> None:
+def doctor(
+    ctx: click.Context,
+    kubeconfig: str | None,
+    context: str | None,
+    output: str,
+    fix: bool,
+    yes: bool,
+    skipped: tuple[str, ...],
+) -> None:
     """Find what keeps Neuron pods from running on a live cluster; exit 0 clean, 1 warnings, 3 errors."""
     from .common import project_of, require_cluster_extra
 
@@ -35,7 +51,7 @@ def doctor(ctx: click.Context, kubeconfig: str | None, context: str | None, outp
     with api_client:
         state = read_cluster(api_client)
         state.addons = load_addons(project_of(ctx).root)
-        findings = diagnose(state, utc_now())
+        findings = [f for f in diagnose(state, utc_now()) if f.check not in skipped]
         if output == "json":
             click.echo(json.dumps([f.as_json() for f in findings], indent=2))
         else:
@@ -48,5 +64,16 @@ def doctor(ctx: click.Context, kubeconfig: str | None, context: str | None, outp
             elif yes or click.confirm(f"clear {', '.join(USAGE_MAPS)} on {', '.join(nodes)}?", err=True):
                 clear_usage_maps(api_client, nodes)
                 click.echo(f"cleared the usage maps on {', '.join(nodes)}", err=True)
-                findings = diagnose(read_cluster(api_client), utc_now())
+                state = read_cluster(api_client)
+                state.addons = load_addons(project_of(ctx).root)
+                findings = [f for f in diagnose(state, utc_now()) if f.check not in skipped]
     ctx.exit(int(exit_code(findings)))
+
+
+def _known_checks(param: click.Parameter, names: tuple[str, ...]) -> tuple[str, ...]:
+    from ..doctor.checks import CHECK_NAMES
+
+    unknown = [name for name in names if name not in CHECK_NAMES]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: expected one of {', '.join(CHECK_NAMES)}", param=param)
+    return names

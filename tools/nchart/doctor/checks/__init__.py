@@ -31,3 +31,21 @@ CHECKS: tuple[Check, ...] = (
     check_node_pools,
     check_scaled_objects,
 )
+
+# The `check` name of every finding the checks above report (what `nchart doctor --skip` takes); a test
+# holds this to the names the check modules use.
+CHECK_NAMES: tuple[str, ...] = (
+    "allocatable",
+    "device-plugin",
+    "extender",
+    "grafana-dashboards",
+    "nodepool",
+    "pending-pod",
+    "platform-controller",
+    "prometheus-selection",
+    "quota",
+    "scaledobject",
+    "scheduler-lease",
+    "serving-namespace",
+    "usage-map",
+)

@@ -1,5 +1,6 @@
 """nodepool: a NodePool of this project whose EC2NodeClass is missing or not Ready (Karpenter provisions
-nothing for it). scaledobject: a ScaledObject KEDA reports not Ready (the serving Deployment does not
+nothing for it); for another provider's node class (the local control plane's KWOKNodeClass), what
+Karpenter reports in the NodePool's NodeClassReady condition. scaledobject: a ScaledObject KEDA reports not Ready (the serving Deployment does not
 scale)."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ..findings import Finding, Severity
-from ..state import ClusterState, condition_of, name_of, namespace_of, ours, ref_of
+from ..state import ClusterState, Json, condition_of, name_of, namespace_of, ours, ref_of
 
 
 def check_node_pools(state: ClusterState, now: dt.datetime) -> list[Finding]:
@@ -16,6 +17,10 @@ def check_node_pools(state: ClusterState, now: dt.datetime) -> list[Finding]:
     for pool in ours(state.custom_objects("NodePool")):
         reference = ((((pool.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeClassRef")) or {}
         name = str(reference.get("name", ""))
+        kind = str(reference.get("kind") or "EC2NodeClass")
+        if kind != "EC2NodeClass":
+            findings += _other_node_class(pool, kind, name)
+            continue
         node_class = classes.get(name)
         if node_class is None:
             findings.append(
@@ -37,6 +42,20 @@ def check_node_pools(state: ClusterState, now: dt.datetime) -> list[Finding]:
                 )
             )  # fmt: skip
     return findings
+
+
+def _other_node_class(pool: Json, kind: str, name: str) -> list[Finding]:
+    ready = condition_of(pool, "NodeClassReady")
+    if ready is None or ready.get("status") == "True":
+        return []
+    reason = ready.get("message") or ready.get("reason") or "no message"
+    return [
+        Finding(
+            Severity.ERROR, "nodepool", ref_of("NodePool", pool),
+            f"Karpenter reports its {kind} {name} not Ready ({reason}): it provisions no node for it",
+            f"kubectl describe nodepool {name_of(pool)}; kubectl get {kind.lower()} {name} -o yaml",
+        )
+    ]  # fmt: skip
 
 
 def check_scaled_objects(state: ClusterState, now: dt.datetime) -> list[Finding]:
