@@ -26,6 +26,7 @@ from tests.support.observability import (
     query,
     rendered_rule_groups,
     static_exporter,
+    substitute,
     write_rules_file,
 )
 from tests.support.readiness import wait_until_answers
@@ -35,15 +36,6 @@ DASHBOARD_DIR = ROOT / "charts/grafana-dashboards/dashboards"
 # A real neuron-monitor scrape (inf1.6xlarge), kept in the repository so a clone anywhere has it.
 NEURON_MONITOR_SCRAPE = ROOT / "tests/fixtures/neuron-monitor-inf1.6xlarge.prom"
 FIXTURES = ROOT / "tests/fixtures"
-# What Grafana puts in for the template variables: every value of each.
-VARIABLES = {
-    "$job": ".+",
-    "$ksm_job": ".+",
-    "$instance_id": ".+",
-    "$core": ".+",
-    "$__rate_interval": "5m",  # the traffic stays in the window however slowly the tests run
-    "$__range": "1h",
-}
 DASHBOARDS = dashboard_specs(AlertLimits.read(ROOT / "charts"))
 # Generous: on a loaded machine scrapes and rule evaluations fall far behind their 1 s interval.
 SETTLE_TIMEOUT_S = 600
@@ -53,12 +45,6 @@ TRAFFIC_SERIES = ("job:sd_images_generated:rate5m > 0", "job:sd_image_request_du
 EMPTY_WHEN_HEALTHY: set[str] = set()
 
 pytestmark = pytest.mark.slow
-
-
-def substitute(expr: str) -> str:
-    for name, value in VARIABLES.items():
-        expr = expr.replace(name, value)
-    return expr
 
 
 def dashboards() -> list[tuple[str, dict[str, Any]]]:

@@ -27,6 +27,7 @@ from tests.support.cluster import (
     SchedulerFleet,
     helm,
     my_scheduler_config,
+    release_object_name,
     scheduler_args,
     unready_workloads,
     wait_for,
@@ -70,18 +71,7 @@ def test_nodes_without_the_stack_have_no_device_plugin(doctor_cluster: LocalClus
 
 
 def named(cluster: LocalCluster, kind: str, component: str) -> str:
-    from kubernetes import client
-
-    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name={component}"
-    with api(cluster) as connection:
-        core, apps = client.CoreV1Api(connection), client.AppsV1Api(connection)
-        listing = {
-            "ServiceAccount": core.list_namespaced_service_account,
-            "ConfigMap": core.list_namespaced_config_map,
-            "Deployment": apps.list_namespaced_deployment,
-        }[kind](NAMESPACE, label_selector=selector)
-    [name] = [item.metadata.name for item in listing.items]
-    return str(name)
+    return release_object_name(cluster, NAMESPACE, RELEASE, kind, component)
 
 
 class Stack:

@@ -25,6 +25,7 @@ from tests.support.cluster import (
     lease_holder,
     my_scheduler_config,
     pod_condition,
+    release_object_name,
     release_values,
     run_tool,
     scheduler_args,
@@ -42,21 +43,7 @@ FAILOVER_TIMEOUT_S = 90
 
 
 def named(cluster: LocalCluster, kind: str, component: str) -> str:
-    """The name of the release's object of `kind` for the chart `component` (app.kubernetes.io/name)."""
-    from kubernetes import client
-
-    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name={component}"
-    with cluster.api_client() as api:
-        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-        listing = {
-            "ServiceAccount": core.list_namespaced_service_account,
-            "ConfigMap": core.list_namespaced_config_map,
-            "Deployment": apps.list_namespaced_deployment,
-            "Service": core.list_namespaced_service,
-        }[kind](NAMESPACE, label_selector=selector)
-    names = [item.metadata.name for item in listing.items]
-    assert len(names) == 1, f"expected one {kind} of {component}, found {names}"
-    return str(names[0])
+    return release_object_name(cluster, NAMESPACE, RELEASE, kind, component)
 
 
 @pytest.fixture(scope="module")

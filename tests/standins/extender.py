@@ -12,6 +12,7 @@ NEURON_*_USAGE_MAP node annotations.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import sys
@@ -45,7 +46,7 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 class StandinExtender:
     """Runs the extender's HTTP API on 127.0.0.1 in a thread; `url` is its urlPrefix."""
 
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, port: int = 0) -> None:
         from kubernetes import client, config
 
         self._api = config.new_client_from_config(config_file=str(kubeconfig))
@@ -79,7 +80,7 @@ class StandinExtender:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -136,3 +137,22 @@ class StandinExtender:
         with self._lock:
             self.bound.append((namespace, name, node))
         return {"Error": ""}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the stand-in as a process of its own (`make demo`): python -m tests.standins.extender --kubeconfig K --port P."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.standins.extender")
+    parser.add_argument("--kubeconfig", type=Path, required=True, help="the extender ServiceAccount's kubeconfig")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    with StandinExtender(args.kubeconfig, args.port) as extender:
+        print(f"scheduler extender STAND-IN at {extender.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            extender._thread.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

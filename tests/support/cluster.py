@@ -182,6 +182,24 @@ def release_leftovers(cluster: LocalCluster, release: str) -> list[str]:
     return sorted(set(found))
 
 
+def release_object_name(cluster: LocalCluster, namespace: str, release: str, kind: str, component: str) -> str:
+    """The name of the release's one object of `kind` for the chart `component` (app.kubernetes.io/name)."""
+    from kubernetes import client
+
+    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/name={component}"
+    with cluster.api_client() as api:
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        listing = {
+            "ServiceAccount": core.list_namespaced_service_account,
+            "ConfigMap": core.list_namespaced_config_map,
+            "Deployment": apps.list_namespaced_deployment,
+            "Service": core.list_namespaced_service,
+        }[kind](namespace, label_selector=selector)
+    names = [item.metadata.name for item in listing.items]
+    assert len(names) == 1, f"expected one {kind} of {component}, found {names}"
+    return str(names[0])
+
+
 def pod_condition(pod: Any, kind: str) -> Any:
     for condition in pod.status.conditions or []:
         if condition.type == kind:
