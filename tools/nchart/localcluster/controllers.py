@@ -7,8 +7,8 @@ What differs from EKS, and why (everything else is upstream's code and the chart
 - kwok runs no containers, so the Prometheus the operator configures runs beside it (the release
   kube-prometheus-stack runs, built as bin/prometheus-v3, fed the operator's generated configuration by
   nchart.localcluster.prometheus_sync as the config-reloader sidecar would), and the pod network is
-  nchart.localcluster.podnetwork: a proxy
-  that sends a scrape of a pod's IP to the process that plays that pod, if any.
+  nchart.localcluster.podnetwork: a proxy that sends a scrape of a pod's IP to the process that plays
+  that pod, if any (kube-state-metrics, the model servers, my-scheduler's replicas).
 - KEDA's metrics server is reached by the API server through an ExternalName Service (`localhost`):
   the aggregator routes to a Service's ClusterIP, which nothing forwards here, and an EndpointSlice
   may not hold a loopback address.
@@ -16,379 +16,40 @@ What differs from EKS, and why (everything else is upstream's code and the chart
   the AWS provider sets them, so the charts' NodePool requirements hold), nodes kept Ready by kwok.
   The charts' NodePools name an EC2NodeClass; on this cluster they must name the KWOKNodeClass
   instead (nchart.localcluster.kwok_nodepools, a helm post-renderer), and that is the one change.
+- Two upstream listeners bind every interface with no flag to change it; the local build binds them
+  to 127.0.0.1 (`loopback` in terraform/addons.yaml).
 Each add-on's controller is also recorded as the Deployment its chart would create (labels from
-terraform/addons.yaml), annotated with the process that plays it, so doctor and NOTES find it.
+terraform/addons.yaml), annotated with the process that plays it, so doctor and NOTES find it
+(nchart.localcluster.addon_objects; the processes: nchart.localcluster.controller_processes).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core.catalog import load_catalog
-from ..core.names import NEURON, NEURONCORE
-from .nodes import ZONES, system_node
-
-PROMETHEUS = "kube-prometheus-stack-prometheus"
-MONITORING_NAMESPACE = "monitoring"
-# kube-prometheus-stack's selectors with its release named as terraform/addons.tf names it.
-PROMETHEUS_RELEASE = "kube-prometheus-stack"
-KEDA_NAMESPACE = "keda"
-KEDA_METRICS_SERVICE = "keda-metrics-apiserver"
-EXTERNAL_METRICS_API = "v1beta1.external.metrics.k8s.io"
-KWOK_NODE_CLASS = {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"}
-PROCESS_ANNOTATION = "eks-neuron.local/process"
-# The Prometheus kube-prometheus-stack runs (its values' prometheusSpec.image.tag), built as
-# bin/prometheus-v3 (terraform/addons.yaml); the operator writes configuration for this version.
-LOCAL_PROMETHEUS_VERSION = "v3.14.0"
-PROMETHEUS_BINARY = "prometheus-v3"
-
-
-@dataclasses.dataclass(frozen=True)
-class ControllerProcess:
-    """One process of an add-on's controller: its name in the state file, bin/ binary, flags, env."""
-
-    name: str
-    binary: str
-    args: list[str]
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
-    # A command that is not a bin/ binary (the Python helpers)
-    argv0: list[str] | None = None
-
-
-# --- objects the add-ons' charts create -----------------------------------------------------
-
-
-def namespace(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-
-
-def controller_record(name: str, ns: str, labels: dict[str, str], process: str) -> dict[str, Any]:
-    """The add-on's controller Deployment as its chart labels it, on the system node, annotated with
-    the local process that does its work (kwok keeps its pod Running; the process is on the host)."""
-    pod_labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": {PROCESS_ANNOTATION: process}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": pod_labels},
-            "template": {
-                "metadata": {"labels": pod_labels},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": system_node()["metadata"]["name"]},
-                    "containers": [{"name": "controller", "image": f"local-process/{process.split()[0]}"}],
-                },
-            },
-        },
-    }
-
-
-def prometheus_resource() -> dict[str, Any]:
-    """kube-prometheus-stack's Prometheus as its chart creates it by default: ServiceMonitors, PodMonitors
-    and PrometheusRules labelled release=<its release> in every namespace."""
-    release = {"matchLabels": {"release": PROMETHEUS_RELEASE}}
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "Prometheus",
-        "metadata": {
-            "name": PROMETHEUS,
-            "namespace": MONITORING_NAMESPACE,
-            "labels": {"app": PROMETHEUS, "release": PROMETHEUS_RELEASE},
-        },
-        "spec": {
-            "version": LOCAL_PROMETHEUS_VERSION,
-            "replicas": 1,
-            "serviceAccountName": PROMETHEUS,
-            "serviceMonitorSelector": release,
-            "serviceMonitorNamespaceSelector": {},
-            "podMonitorSelector": release,
-            "podMonitorNamespaceSelector": {},
-            "ruleSelector": release,
-            "ruleNamespaceSelector": {},
-            "probeSelector": release,
-            "scrapeConfigSelector": release,
-            "evaluationInterval": "5s",
-            "scrapeInterval": "5s",
-        },
-    }
-
-
-KSM = "kube-prometheus-stack-kube-state-metrics"
-KSM_LABELS = {"app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/instance": PROMETHEUS_RELEASE}
-KSM_PORT = 8080
-
-
-def kube_state_metrics_objects() -> list[dict[str, Any]]:
-    """kube-state-metrics as kube-prometheus-stack's subchart creates it: its Deployment (recorded, as the
-    controllers are), Service and ServiceMonitor (release label on, job from app.kubernetes.io/name,
-    honorLabels: its series carry the namespace and pod they describe)."""
-    labels = {**KSM_LABELS, "release": PROMETHEUS_RELEASE}
-    deployment = controller_record(KSM, MONITORING_NAMESPACE, labels, "bin/kube-state-metrics")
-    deployment["spec"]["selector"] = {"matchLabels": KSM_LABELS}
-    deployment["spec"]["template"]["metadata"]["labels"] = KSM_LABELS
-    deployment["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": KSM_PORT}]
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": KSM, "namespace": MONITORING_NAMESPACE, "labels": labels},
-        "spec": {"selector": KSM_LABELS, "ports": [{"name": "http", "port": KSM_PORT, "targetPort": "http"}]},
-    }
-    monitor = {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": {"name": KSM, "namespace": MONITORING_NAMESPACE, "labels": labels},
-        "spec": {
-            "jobLabel": "app.kubernetes.io/name",
-            "selector": {"matchLabels": KSM_LABELS},
-            "endpoints": [{"port": "http", "honorLabels": True}],
-        },
-    }
-    return [deployment, service, monitor]
-
-
-def service_account(name: str, ns: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}
-
-
-def keda_metrics_registration(port: int, ca_bundle: str) -> list[dict[str, Any]]:
-    """KEDA's metrics server registered as the external metrics API, as its chart registers it, with the
-    Service an ExternalName of `localhost` on the port it listens on (see the module docstring)."""
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": KEDA_METRICS_SERVICE, "namespace": KEDA_NAMESPACE},
-        "spec": {"type": "ExternalName", "externalName": "localhost", "ports": [{"name": "https", "port": port}]},
-    }
-    api_service = {
-        "apiVersion": "apiregistration.k8s.io/v1",
-        "kind": "APIService",
-        "metadata": {"name": EXTERNAL_METRICS_API},
-        "spec": {
-            "group": "external.metrics.k8s.io",
-            "version": "v1beta1",
-            "groupPriorityMinimum": 100,
-            "versionPriority": 100,
-            "service": {"namespace": KEDA_NAMESPACE, "name": KEDA_METRICS_SERVICE, "port": port},
-            "caBundle": ca_bundle,
-        },
-    }
-    return [service, api_service]
-
-
-def kwok_node_class() -> dict[str, Any]:
-    return {
-        "apiVersion": f"{KWOK_NODE_CLASS['group']}/v1alpha1",
-        "kind": KWOK_NODE_CLASS["kind"],
-        "metadata": {"name": KWOK_NODE_CLASS["name"]},
-    }
-
-
-def kwok_instance_types() -> list[dict[str, Any]]:
-    """The catalog's instance types as Karpenter's kwok provider reads them (its instance-types file):
-    capacity with the Neuron devices and cores the device plugin advertises, and on each offering the
-    labels the AWS provider puts on its nodes that the charts' NodePools select on. Prices are not
-    EC2's: relative, by vCPU, so Karpenter prefers the smallest type that fits, as it would."""
-    types = []
-    for instance in load_catalog().values():
-        if instance.alias_of:
-            continue
-        family, _, size = instance.name.partition(".")
-        resources = {
-            "cpu": str(instance.vcpu),
-            "memory": f"{instance.host_memory_gib}Gi",
-            "ephemeral-storage": "200Gi",
-            "pods": "110",
-            NEURON: str(instance.chips),
-            NEURONCORE: str(instance.cores),
-        }
-        offerings = []
-        for zone in ZONES:
-            for capacity_type, factor in (("on-demand", 1.0), ("spot", 0.4)):
-                requirements = {
-                    "karpenter.sh/capacity-type": capacity_type,
-                    "topology.kubernetes.io/zone": zone,
-                    "karpenter.k8s.aws/instance-family": family,
-                    "karpenter.k8s.aws/instance-size": size,
-                }
-                offerings.append(
-                    {
-                        "Price": round(instance.vcpu * 0.05 * factor, 4),
-                        "Available": True,
-                        "Requirements": [{"key": k, "operator": "In", "values": [v]} for k, v in requirements.items()],
-                    }
-                )
-        types.append(
-            {
-                "name": instance.name,
-                "architecture": "amd64",
-                "operatingSystems": ["linux"],
-                "resources": resources,
-                "offerings": offerings,
-            }
-        )
-    return types
-
-
-# --- the processes -----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ControllerContext:
-    """What the processes need of the cluster: its server, files and a port allocator."""
-
-    server: str
-    ca_file: Path
-    state_dir: Path
-    port: Callable[[str], int]
-
-    @property
-    def work(self) -> Path:
-        return self.state_dir / "controllers"
-
-    @property
-    def routes(self) -> Path:
-        return self.work / "pod-network.json"
-
-
-def prometheus_operator_processes(
-    ctx: ControllerContext, cert: Path, key: Path, kubeconfig: Path
-) -> list[ControllerProcess]:
-    prometheus_dir = ctx.work / "prometheus"
-    config = prometheus_dir / "prometheus.yml"
-    operator = ControllerProcess(
-        "prometheus-operator",
-        "prometheus-operator",
-        [
-            f"--apiserver={ctx.server}",
-            f"--ca-file={ctx.ca_file}",
-            f"--cert-file={cert}",
-            f"--key-file={key}",
-            f"--web.listen-address=127.0.0.1:{ctx.port('prometheus-operator')}",
-            "--log-level=info",
-        ],
-    )
-    server = ControllerProcess(
-        "prometheus",
-        PROMETHEUS_BINARY,
-        [
-            f"--config.file={config}",
-            f"--storage.tsdb.path={prometheus_dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{ctx.port('prometheus')}",
-            # The config sync reloads it when the operator changes the configuration, as the
-            # config-reloader sidecar does.
-            "--web.enable-lifecycle",
-            "--log.level=warn",
-        ],
-    )
-    pod_network = ControllerProcess(
-        "pod-network",
-        "",
-        ["--port", str(ctx.port("pod-network")), "--routes", str(ctx.routes)],
-        argv0=[sys.executable, "-m", "nchart.localcluster.podnetwork"],
-    )
-    sync = ControllerProcess(
-        "prometheus-config-sync",
-        "",
-        [
-            "--kubeconfig",
-            str(kubeconfig),
-            "--namespace",
-            MONITORING_NAMESPACE,
-            "--prometheus",
-            PROMETHEUS,
-            "--config",
-            str(config),
-            "--prometheus-url",
-            f"http://127.0.0.1:{ctx.port('prometheus')}",
-            "--proxy-url",
-            f"http://127.0.0.1:{ctx.port('pod-network')}",
-        ],  # fmt: skip
-        argv0=[sys.executable, "-m", "nchart.localcluster.prometheus_sync"],
-    )
-    state_metrics = ControllerProcess(
-        "kube-state-metrics",
-        "kube-state-metrics",
-        [
-            f"--kubeconfig={kubeconfig}",
-            "--host=127.0.0.1",
-            f"--port={ctx.port('kube-state-metrics')}",
-            "--telemetry-host=127.0.0.1",
-            f"--telemetry-port={ctx.port('kube-state-metrics-telemetry')}",
-        ],
-    )
-    return [operator, pod_network, server, sync, state_metrics]
-
-
-def keda_processes(ctx: ControllerContext, kubeconfig: Path, cert_dir: Path) -> list[ControllerProcess]:
-    grpc = f"127.0.0.1:{ctx.port('keda-grpc')}"
-    env = {
-        "KUBECONFIG": str(kubeconfig),
-        "WATCH_NAMESPACE": "",
-        "POD_NAMESPACE": KEDA_NAMESPACE,
-        "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
-    }
-    operator = ControllerProcess(
-        "keda-operator",
-        "keda-operator",
-        [
-            f"--kubeconfig={kubeconfig}",
-            "--leader-elect=false",
-            f"--metrics-bind-address=127.0.0.1:{ctx.port('keda-operator-metrics')}",
-            f"--health-probe-bind-address=127.0.0.1:{ctx.port('keda-operator-health')}",
-            f"--metrics-service-bind-address={grpc}",
-            f"--cert-dir={cert_dir}",
-            # Certificates come from the cluster CA here (its chart lets the operator make its own).
-            "--enable-cert-rotation=false",
-            "--enable-webhook-patching=false",
-            "--enable-apiservice-patching=false",
-            "--zap-log-level=info",
-        ],
-        env,
-    )
-    metrics_server = ControllerProcess(
-        "keda-metrics-apiserver",
-        "keda-metrics-apiserver",
-        [
-            f"--kubeconfig={kubeconfig}",
-            # The custom-metrics-apiserver library reads the cluster through this one (else in-cluster).
-            f"--lister-kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ctx.port('keda-metrics-apiserver')}",
-            f"--cert-dir={cert_dir}",
-            f"--tls-cert-file={cert_dir / 'tls.crt'}",
-            f"--tls-private-key-file={cert_dir / 'tls.key'}",
-            f"--metrics-service-address={grpc}",
-            f"--port={ctx.port('keda-metrics-apiserver-metrics')}",
-        ],
-        env,
-    )
-    return [operator, metrics_server]
-
-
-def karpenter_processes(ctx: ControllerContext, kubeconfig: Path) -> list[ControllerProcess]:
-    types_file = ctx.work / "kwok-instance-types.json"
-    types_file.write_text(json.dumps(kwok_instance_types(), indent=1), encoding="utf-8")
-    env = {
-        "KUBECONFIG": str(kubeconfig),
-        "DISABLE_LEADER_ELECTION": "true",
-        "METRICS_PORT": str(ctx.port("karpenter-metrics")),
-        "HEALTH_PROBE_PORT": str(ctx.port("karpenter-health")),
-        "INSTANCE_TYPES_FILE_PATH": str(types_file),
-        "LOG_LEVEL": "info",
-        "SYSTEM_NAMESPACE": "kube-system",
-    }
-    return [ControllerProcess("karpenter", "karpenter-kwok", [], env)]
-
-
-# --- starting them -------------------------------------------------------------------------------
+from .addon_objects import (
+    EXTERNAL_METRICS_API,
+    KEDA_METRICS_SERVICE,
+    KEDA_NAMESPACE,
+    KSM_PORT,
+    MONITORING_NAMESPACE,
+    PROMETHEUS,
+    controller_record,
+    keda_metrics_registration,
+    kube_state_metrics_objects,
+    kwok_node_class,
+    namespace,
+    prometheus_resource,
+    service_account,
+)
+from .controller_processes import (
+    ControllerContext,
+    ControllerProcess,
+    karpenter_processes,
+    keda_processes,
+    prometheus_operator_processes,
+)
 
 ADDONS_WITH_CONTROLLERS = ("kube-prometheus-stack", "keda", "karpenter")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .controllers import KWOK_NODE_CLASS
+from .addon_objects import KWOK_NODE_CLASS
 
 
 def point_at_kwok(document: Any) -> Any:
