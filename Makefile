@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-serving soak crd-schemas clean
+.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo demo-down test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-autoscaling bench-serving soak crd-schemas clean
 
 install: tools venv charts
 
@@ -100,8 +100,14 @@ check-generated: tools venv
 lint: install
 	nchart lint
 
-demo: install
-	nchart render inf2-24xlarge --env prod
+# The stack at work on this machine (scripts/demo.py): the local control plane, the add-ons' real
+# controllers, the prod release, the model server answering a prompt, Prometheus, nchart doctor; it
+# stays up until `make demo-down`. The YAML alone: `nchart render inf2-24xlarge --env prod`.
+demo: install-serving cluster-tools
+	$(VENV)/bin/python scripts/demo.py
+
+demo-down: venv
+	$(VENV)/bin/python scripts/demo.py --down
 
 # The fast loop (README: "Which check to run when"): formatting, lint, types, nchart lint (the
 # generated files' check included) and the unit tests; no image, no control plane, no soak.
@@ -137,6 +143,10 @@ bench: install
 
 bench-cluster: install cluster-tools
 	$(VENV)/bin/python bench/cluster/failover.py
+
+# The autoscaling chain with the real controllers (README: "The stack with its real controllers").
+bench-autoscaling: install-serving cluster-tools
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/cluster/autoscaling.py
 
 bench-serving: install-serving
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/serving/loadtest.py

@@ -22,13 +22,9 @@ import pytest
 import yaml
 
 from nchart.core.catalog import resolve_instance
+from nchart.localcluster.addon_objects import KWOK_NODE_CLASS, MONITORING_NAMESPACE, PROMETHEUS
 from nchart.localcluster.cluster import LocalCluster, running_cluster
-from nchart.localcluster.controllers import (
-    ADDONS_WITH_CONTROLLERS,
-    KWOK_NODE_CLASS,
-    MONITORING_NAMESPACE,
-    PROMETHEUS,
-)
+from nchart.localcluster.controllers import ADDONS_WITH_CONTROLLERS
 from nchart.localcluster.nodes import system_node
 from tests.support.charts import PROJECT
 from tests.support.cluster import Pending, release_values, run_doctor, run_tool, wait_for
