@@ -34,17 +34,10 @@ timed() {
 }
 
 build_kubernetes() {
-  local source
-  source=$(go mod download -json "k8s.io/kubernetes@$kubernetes_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') ||
-    proxy_hint "k8s.io/kubernetes@$kubernetes_version"
-  [[ -n "$source" ]] || proxy_hint "k8s.io/kubernetes@$kubernetes_version"
   local tree="$work_dir/kubernetes-$kubernetes_version"
+  module_tree k8s.io/kubernetes "$kubernetes_version" "$tree" || proxy_hint "k8s.io/kubernetes@$kubernetes_version"
   if [[ ! -f "$tree/.prepared" ]]; then
-    rm -rf "$tree"
-    cp -r "$source" "$tree"
-    chmod -R u+w "$tree"
-    # Without go.work Go uses go.mod alone; the staging replaces then point at the published modules.
-    rm -f "$tree/go.work" "$tree/go.work.sum"
+    # The staging replaces point at the published modules instead of folders the download lacks.
     sed -i -E "s#^([[:space:]]*k8s\.io/[^ ]+) => \./staging/src/k8s\.io/[^ ]+\$#\1 => \1 $staging_version#" "$tree/go.mod"
     touch "$tree/.prepared"
   fi

@@ -31,29 +31,38 @@ go_build_pinned() {
   return $status
 }
 
+# module_tree MODULE VERSION TREE: a writable copy of MODULE@VERSION's source at TREE, without go.work
+# (else Go runs in workspace mode); left as it is once TREE/.prepared exists (the caller's edits done).
+# Fails when the Go module proxy does not serve it.
+module_tree() {
+  local module=$1 version=$2 tree=$3 source
+  [[ -f "$tree/.prepared" ]] && return 0
+  source=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -n "$source" ]] || return 1
+  rm -rf "$tree"
+  cp -r "$source" "$tree"
+  chmod -R u+w "$tree"
+  rm -f "$tree/go.work" "$tree/go.work.sum"
+}
+
 # build_module_binaries BIN_DIR WORK_DIR MODULE VERSION TAGS LOOPBACK NAME=PACKAGE...: builds each PACKAGE (a path
 # inside MODULE, e.g. ./cmd/operator) into BIN_DIR/NAME from a copy of the module's source, as its own
 # project builds it: its go.mod is the main module, so its replace directives hold (`go install` refuses
 # modules that have any). Replaces that point at folders of the same repository (nested modules, which
 # module downloads do not contain) are pointed at those modules' releases of the same version instead.
-# TAGS: comma-separated Go build tags (or -). LOOPBACK: comma-separated files (or -) whose `fmt.Sprintf(":%...` listen addresses, every interface
-# with no flag to change it, become 127.0.0.1; a file without one fails the build (upstream moved).
+# TAGS: comma-separated Go build tags (or -). LOOPBACK: comma-separated files (or -) whose
+# `fmt.Sprintf(":%...` listen addresses, every interface with no flag to change it, become 127.0.0.1;
+# a file without one fails the build (upstream moved).
 build_module_binaries() {
   local bin_dir=$1 work_dir=$2 module=$3 version=$4 tags=$5 loopback=$6
   shift 6
   [[ $tags == - ]] && tags=
-  local source
-  source=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  if [[ -z "$source" ]]; then
+  local tree="$work_dir/${module//\//_}@$version"
+  if ! module_tree "$module" "$version" "$tree"; then
     echo "could not fetch $module@$version from the Go module proxy ($(go env GOPROXY))" >&2
     return 1
   fi
-  local tree="$work_dir/${module//\//_}@$version"
   if [[ ! -f "$tree/.prepared" ]]; then
-    rm -rf "$tree"
-    cp -r "$source" "$tree"
-    chmod -R u+w "$tree"
-    rm -f "$tree/go.work" "$tree/go.work.sum"
     sed -i -E "s#^([[:space:]]*)(replace[[:space:]]+)?([^[:space:]]+) => \./[^[:space:]]+\$#\1\2\3 => \3 $version#" "$tree/go.mod"
     local file
     local -a files=()
