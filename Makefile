@@ -129,7 +129,7 @@ test: install-serving prometheus checkov clients cluster-tools image
 test-under-load:
 	bash scripts/test-under-load.sh -- $(MAKE) test
 
-e2e: install cluster-tools
+e2e: install-serving cluster-tools
 	$(VENV)/bin/python -m pytest -m e2e
 
 cluster-up: install cluster-tools
