@@ -20,8 +20,6 @@ import shutil
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ from .components import (
 )
 from .nodes import KUBELET_VERSION, default_nodes
 from .pki import KeyPair, write_kubeconfig, write_pki
-from .processes import ProcessRecord, free_port, start_process, wait_until
+from .processes import ProcessRecord, free_port, http_ok, start_process, wait_until
 
 Progress = Callable[[str], None]
 
@@ -80,9 +78,14 @@ class LocalCluster:
         return self.pki_dir / "ca.crt"
 
     @property
+    def controllers_dir(self) -> Path:
+        """Files of the add-ons' controllers (nchart.localcluster.controllers)."""
+        return self.state_dir / "controllers"
+
+    @property
     def pod_routes(self) -> Path:
         """The pod network's routes (nchart.localcluster.podnetwork): pod IP:port -> a local address."""
-        return self.state_dir / "controllers" / "pod-network.json"
+        return self.controllers_dir / "pod-network.json"
 
     @property
     def prometheus_url(self) -> str:
@@ -184,8 +187,8 @@ class LocalCluster:
             ) from None
         self.processes, self.ports = {}, {}
         # A fresh cluster each time: the last one's etcd data and controller files would clash.
-        for stale in ("etcd", "controllers"):
-            shutil.rmtree(self.state_dir / stale, ignore_errors=True)
+        for stale in (self.state_dir / "etcd", self.controllers_dir):
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             pki = write_pki(self.pki_dir)
             self.progress(f"local cluster: PKI written to {self.pki_dir}")
@@ -259,7 +262,7 @@ class LocalCluster:
     def _start_etcd(self, binary: str) -> None:
         self._start("etcd", binary, etcd_args(self.state_dir, self.ports))
         client = f"http://127.0.0.1:{self.ports['etcd']}"
-        wait_until(lambda: self._http_ok(f"{client}/health"), 30, "etcd answering /health")
+        wait_until(lambda: http_ok(f"{client}/health"), 30, "etcd answering /health")
         self.check_alive("etcd")
 
     def _start_apiserver(self, binary: str, pki: dict[str, KeyPair]) -> None:
@@ -269,7 +272,8 @@ class LocalCluster:
         wait_until(lambda: self._apiserver_ready(pki), 90, "kube-apiserver answering /readyz")
         self.progress("local cluster: kube-apiserver ready")
 
-    def _component_kubeconfig(self, name: str, pair: KeyPair) -> Path:
+    def component_kubeconfig(self, name: str, pair: KeyPair) -> Path:
+        """STATE_DIR/NAME.kubeconfig: the admin's server and CA with the component's client certificate."""
         return write_kubeconfig(
             self.state_dir / f"{name}.kubeconfig",
             self.server,
@@ -278,32 +282,25 @@ class LocalCluster:
         )
 
     def _start_controller_manager(self, binary: str, pki: dict[str, KeyPair]) -> None:
-        kubeconfig = self._component_kubeconfig("controller-manager", pki["controller-manager"])
+        kubeconfig = self.component_kubeconfig("controller-manager", pki["controller-manager"])
         self._start("kube-controller-manager", binary, controller_manager_args(kubeconfig, self.ports, pki))
 
     def _start_scheduler(self, binary: str, pki: dict[str, KeyPair]) -> None:
-        kubeconfig = self._component_kubeconfig("scheduler", pki["scheduler"])
+        kubeconfig = self.component_kubeconfig("scheduler", pki["scheduler"])
         self._start("kube-scheduler", binary, scheduler_args(kubeconfig, self.ports))
 
     def _start_kwok(self, binary: str, pki: dict[str, KeyPair]) -> None:
-        kubeconfig = self._component_kubeconfig("kwok", pki["kwok"])
+        kubeconfig = self.component_kubeconfig("kwok", pki["kwok"])
         self._start("kwok", binary, kwok_args(kubeconfig, self.ports))
         time.sleep(0.2)
         self.check_alive("kwok")
 
     # HTTP and API helpers
-    def _http_ok(self, url: str, context: ssl.SSLContext | None = None) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=context) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
     def _apiserver_ready(self, pki: dict[str, KeyPair]) -> bool:
         self.check_alive("kube-apiserver")
         context = ssl.create_default_context(cafile=str(pki["ca"].cert))
         context.load_cert_chain(str(pki["admin"].cert), str(pki["admin"].key))
-        return self._http_ok(f"{self.server}/readyz", context)
+        return http_ok(f"{self.server}/readyz", context)
 
     def api_client(self, kubeconfig: Path | None = None) -> Any:
         """A kubernetes.client.ApiClient for the admin (or the given) kubeconfig."""

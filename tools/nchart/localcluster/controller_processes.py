@@ -30,16 +30,10 @@ class ControllerContext:
 
     server: str
     ca_file: Path
-    state_dir: Path
+    # The controllers' files (LocalCluster.controllers_dir) and the pod network's routes in it
+    work: Path
+    routes: Path
     port: Callable[[str], int]
-
-    @property
-    def work(self) -> Path:
-        return self.state_dir / "controllers"
-
-    @property
-    def routes(self) -> Path:
-        return self.work / "pod-network.json"
 
 
 def prometheus_operator_processes(

@@ -86,19 +86,15 @@ class ControllerStarter:
                 cluster.ports[name] = free_port()
             return int(cluster.ports[name])
 
-        self.ctx = ControllerContext(cluster.server, cluster.ca_file, cluster.state_dir, port)
+        self.ctx = ControllerContext(cluster.server, cluster.ca_file, cluster.controllers_dir, cluster.pod_routes, port)
         self.ctx.work.mkdir(parents=True, exist_ok=True)
 
     def _identity(self, name: str) -> tuple[Path, Path, Path]:
         """A client certificate (system:masters) and a kubeconfig for the controller."""
-        from .pki import write_client_pair, write_kubeconfig
+        from .pki import write_client_pair
 
         pair = write_client_pair(self.cluster.pki_dir, name, f"eks-neuron-local:{name}", "system:masters")
-        user = {"client-certificate": str(pair.cert), "client-key": str(pair.key)}
-        kubeconfig = write_kubeconfig(
-            self.cluster.state_dir / f"{name}.kubeconfig", self.cluster.server, self.cluster.ca_file, user
-        )
-        return pair.cert, pair.key, kubeconfig
+        return pair.cert, pair.key, self.cluster.component_kubeconfig(name, pair)
 
     def _run(self, process: ControllerProcess) -> None:
         argv = [*(process.argv0 or [self.cluster.binary(process.binary)]), *process.args]
@@ -117,13 +113,18 @@ class ControllerStarter:
                 f"no local controller for {', '.join(unknown)}; expected some of {', '.join(ADDONS_WITH_CONTROLLERS)}",
                 ExitCode.USAGE,
             )
+        starters = {
+            "kube-prometheus-stack": self._kube_prometheus_stack,
+            "keda": self._keda,
+            "karpenter": self._karpenter,
+        }
         for addon in ADDONS_WITH_CONTROLLERS:
             if addon in addons:
-                getattr(self, "_" + addon.replace("-", "_"))()
+                starters[addon]()
                 self.cluster.save_state()
 
     def _kube_prometheus_stack(self) -> None:
-        from .processes import wait_until
+        from .processes import http_ok, wait_until
 
         cert, key, kubeconfig = self._identity("prometheus-operator")
         config = self.ctx.work / "prometheus" / "prometheus.yml"
@@ -150,8 +151,8 @@ class ControllerStarter:
         self._route_pod(MONITORING_NAMESPACE, "app.kubernetes.io/name=kube-state-metrics", KSM_PORT,
                         f"127.0.0.1:{self.ctx.port('kube-state-metrics')}")  # fmt: skip
         url = f"http://127.0.0.1:{self.ctx.port('prometheus')}"
-        wait_until(lambda: _answers(f"{url}/-/ready"), 60, "prometheus answering /-/ready")
-        wait_until(lambda: _answers(f"http://127.0.0.1:{self.ctx.port('prometheus-operator')}/healthz"), 60,
+        wait_until(lambda: http_ok(f"{url}/-/ready"), 60, "prometheus answering /-/ready")
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.ctx.port('prometheus-operator')}/healthz"), 60,
                    "prometheus-operator answering /healthz")  # fmt: skip
         self.cluster.progress(f"local cluster: Prometheus operator and Prometheus at {url}")
 
@@ -184,7 +185,7 @@ class ControllerStarter:
         self.cluster.progress("local cluster: KEDA operator and metrics server (external metrics API Available)")
 
     def _karpenter(self) -> None:
-        from .processes import wait_until
+        from .processes import http_ok, wait_until
 
         _, _, kubeconfig = self._identity("karpenter")
         apply_objects(
@@ -194,7 +195,7 @@ class ControllerStarter:
         for process in karpenter_processes(self.ctx, kubeconfig):
             self._run(process)
         health = f"http://127.0.0.1:{self.ctx.port('karpenter-health')}/readyz"
-        wait_until(lambda: _answers(health), 90, "Karpenter answering /readyz")
+        wait_until(lambda: http_ok(health), 90, "Karpenter answering /readyz")
         self.cluster.progress("local cluster: Karpenter (kwok provider, catalog instance types)")
 
     def _route_pod(self, ns: str, selector: str, port: int, local: str) -> None:
@@ -220,14 +221,3 @@ class ControllerStarter:
         with self.cluster.api_client() as api:
             service = client.ApiregistrationV1Api(api).read_api_service(name)
         return any(c.type == "Available" and c.status == "True" for c in service.status.conditions or [])
-
-
-def _answers(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False

@@ -77,13 +77,3 @@ def play_serving_pod(cluster: Any, pod: Any, model_dir: Path) -> tuple[ProcessRe
     local = f"127.0.0.1:{port}"
     write_route(cluster.pod_routes, f"{pod.status.pod_ip}:{http_port(container)}", local)
     return record, f"http://{local}"
-
-
-def stop_playing(cluster: Any, pod: Any) -> None:
-    """Stops the pod's model server and removes its route."""
-    name = f"pod-{pod.metadata.namespace}-{pod.metadata.name}"
-    record = cluster.processes.get(name)
-    if record is not None and record.alive():
-        record.stop()
-    if pod.status.pod_ip:
-        write_route(cluster.pod_routes, f"{pod.status.pod_ip}:{http_port(container_of(pod))}", None)

@@ -21,8 +21,11 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -168,6 +171,15 @@ def children(parent: int) -> list[ProcessRecord]:
         command = tuple(a.decode(errors="replace") for a in argv if a) or (stat[stat.find("(") + 1 : stat.rfind(")")],)
         found.append(ProcessRecord(command[0].rsplit("/", 1)[-1], command, int(stat_file.parent.name), int(fields[19])))
     return found
+
+
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """Whether `url` answers 200 within 2 s (a process coming up: no answer yet is False, not an error)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def free_port() -> int:
