@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -48,10 +49,16 @@ def doctor(
     from ..doctor.state import utc_now
 
     api_client = kubernetes_client(kubeconfig, context)
-    with api_client:
+    addons = load_addons(project_of(ctx).root)
+
+    def diagnosed() -> tuple[Any, list[Any]]:
+        """The cluster as it is now and its findings, less the skipped checks'."""
         state = read_cluster(api_client)
-        state.addons = load_addons(project_of(ctx).root)
-        findings = [f for f in diagnose(state, utc_now()) if f.check not in skipped]
+        state.addons = addons
+        return state, [f for f in diagnose(state, utc_now()) if f.check not in skipped]
+
+    with api_client:
+        state, findings = diagnosed()
         if output == "json":
             click.echo(json.dumps([f.as_json() for f in findings], indent=2))
         else:
@@ -64,9 +71,7 @@ def doctor(
             elif yes or click.confirm(f"clear {', '.join(USAGE_MAPS)} on {', '.join(nodes)}?", err=True):
                 clear_usage_maps(api_client, nodes)
                 click.echo(f"cleared the usage maps on {', '.join(nodes)}", err=True)
-                state = read_cluster(api_client)
-                state.addons = load_addons(project_of(ctx).root)
-                findings = [f for f in diagnose(state, utc_now()) if f.check not in skipped]
+                _, findings = diagnosed()
     ctx.exit(int(exit_code(findings)))
 
 
