@@ -38,8 +38,6 @@ from nchart.localcluster.nodes import system_node  # noqa: E402
 INSTANCE = "inf2.xlarge"
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 DASHBOARDS = ("sd21-serving", "neuron-scheduler")
-# Served images as Prometheus must see them before the serving panels have numbers (its recording rules).
-TRAFFIC_SERIES = ("job:sd_images_generated:rate5m > 0", "job:sd_image_request_duration_seconds:p50_5m >= 0")
 # What cannot run on this machine, left out with the reason said on screen.
 NO_INGRESS = "sd21-serving.ingress.enabled=false"
 SKIPPED_CHECKS = ("grafana-dashboards",)
@@ -108,14 +106,14 @@ def settled_answers(prometheus: str, timeout_s: float = 90) -> list[tuple[str, s
     """The dashboards' answers once no panel is empty only for want of a second scrape: a rate over a
     series scraped once (my-scheduler's every 30 s) has no value yet. Bounded; what is still empty then
     is reported with its reason."""
-    from tests.support.observability import metric_names, query
+    from tests.support.observability import has_series, metric_names
 
     deadline = time.monotonic() + timeout_s
     while True:
         answers = dashboard_queries(prometheus)
         waiting = [
             a for a in answers
-            if a[2] and all(query(prometheus, f"count({{__name__={n!r}}})")["data"]["result"] for n in metric_names(a[2]))
+            if a[2] and all(has_series(prometheus, n) for n in metric_names(a[2]))
             and "rate(" in a[2]
         ]  # fmt: skip
         if not waiting or time.monotonic() > deadline:
@@ -125,15 +123,14 @@ def settled_answers(prometheus: str, timeout_s: float = 90) -> list[tuple[str, s
 
 def absent_metrics(prometheus: str, expr: str) -> str:
     """Why a panel is empty: the metrics it reads that Prometheus has no series of (and who exports them)."""
-    from tests.support.observability import metric_names, query
+    from tests.support.observability import has_series, metric_names
 
-    absent = sorted(
-        n for n in metric_names(expr) if not query(prometheus, f"count({{__name__={n!r}}})")["data"]["result"]
-    )
+    absent = sorted(n for n in metric_names(expr) if not has_series(prometheus, n))
     if not absent:
         return "no series match (nothing of that kind happened)"
-    sources = {"kube_": "kube-state-metrics, not run here", "scheduler_": "my-scheduler's metrics, not scraped here",
-               "leader_election_": "my-scheduler's metrics, not scraped here"}  # fmt: skip
+    # Who exports them (both are scraped here: a missing series means their target is down).
+    sources = {"kube_": "kube-state-metrics' target", "scheduler_": "my-scheduler's target",
+               "leader_election_": "my-scheduler's target"}  # fmt: skip
     reasons = sorted(
         {next((why for prefix, why in sources.items() if n.startswith(prefix)), "not exported") for n in absent}
     )
@@ -146,7 +143,7 @@ def traffic_until_seen(urls: list[str], prometheus: str, timeout_s: float = 240)
     how many were sent."""
     import httpx
 
-    from tests.support.observability import query
+    from tests.support.observability import TRAFFIC_SERIES, query
 
     sent = 0
     deadline = time.monotonic() + timeout_s
@@ -162,20 +159,13 @@ def traffic_until_seen(urls: list[str], prometheus: str, timeout_s: float = 240)
     raise NchartError(f"Prometheus had no rate of the served images within {timeout_s:.0f}s")
 
 
-def enough(cluster: LocalCluster, replicas: int) -> bool:
-    from tests.support.stack import running_with_ip, serving_pods
-
-    return sum(running_with_ip(p) for p in serving_pods(cluster)) >= replicas
-
-
 def run(state_dir: Path) -> int:
     from tests.support.cluster import release_values, run_doctor, wait_for
     from tests.support.stack import (
         SERVING_NAMESPACE,
         install_release,
         play_serving_pods,
-        running_with_ip,
-        serving_pods,
+        running_serving_pods,
         start_my_scheduler,
     )
 
@@ -202,11 +192,7 @@ def run(state_dir: Path) -> int:
     with steps.step("Starting my-scheduler (the real kube-scheduler, the chart's config) and the STAND-IN extender"):
         start_my_scheduler(cluster, state_dir)
     with steps.step("Waiting for Karpenter's inf2 nodes and the serving replicas on them"):
-        pods = wait_for(
-            lambda: [p for p in serving_pods(cluster) if running_with_ip(p)] if enough(cluster, minimum) else None,
-            f"{minimum} serving replicas Running",
-            timeout_s=300,
-        )
+        pods = wait_for(lambda: running_serving_pods(cluster, minimum), f"{minimum} serving replicas Running", 300)
         nodes = sorted({p.spec.node_name for p in pods})
         say(f"{len(pods)} replica(s) Running on {', '.join(nodes)}")
     with steps.step("Playing each serving pod with the real model server (tiny model, CPU)"):

@@ -38,8 +38,7 @@ from tests.support.stack import (  # noqa: E402
     load,
     play_serving_pods,
     played_serving_urls,
-    running_with_ip,
-    serving_pods,
+    running_serving_pods,
     start_my_scheduler,
 )
 
@@ -74,8 +73,7 @@ def main() -> int:
             install_release(cluster, values, workdir)
             start_my_scheduler(cluster, workdir)
             installed = time.monotonic()
-            first = until(lambda: sum(running_with_ip(p) for p in serving_pods(cluster)) >= minimum,
-                          "the first replicas Running", installed)  # fmt: skip
+            first = until(lambda: bool(running_serving_pods(cluster, minimum)), "the first replicas Running", installed)
             play_serving_pods(cluster, model)
             nodes_before = len(karpenter_nodes(cluster))
             rows = [
@@ -90,7 +88,7 @@ def main() -> int:
                 rows.append(("load -> Karpenter's new node",
                              until(lambda: len(karpenter_nodes(cluster)) > nodes_before, "a new node", began)))  # fmt: skip
                 rows.append(("load -> a new replica Running",
-                             until(lambda: sum(running_with_ip(p) for p in serving_pods(cluster)) > minimum,
+                             until(lambda: bool(running_serving_pods(cluster, minimum + 1)),
                                    "a new replica Running", began)))  # fmt: skip
             ended = time.monotonic()
             rows.append(("load stopped -> replicas back to the minimum",

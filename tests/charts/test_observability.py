@@ -21,6 +21,7 @@ from nchart.generate.dashboards.spec import AlertLimits
 from tests.support.charts import ROOT, find_all, render_objects
 from tests.support.observability import (
     RELEASE_JOBS,
+    TRAFFIC_SERIES,
     metric_names,
     prometheus,
     query,
@@ -39,8 +40,6 @@ FIXTURES = ROOT / "tests/fixtures"
 DASHBOARDS = dashboard_specs(AlertLimits.read(ROOT / "charts"))
 # Generous: on a loaded machine scrapes and rule evaluations fall far behind their 1 s interval.
 SETTLE_TIMEOUT_S = 600
-# Served images as Prometheus must see them before the panels are checked (NaN compares false).
-TRAFFIC_SERIES = ("job:sd_images_generated:rate5m > 0", "job:sd_image_request_duration_seconds:p50_5m >= 0")
 # Panels empty by design in these scrapes (none so far).
 EMPTY_WHEN_HEALTHY: set[str] = set()
 

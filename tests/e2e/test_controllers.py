@@ -40,6 +40,8 @@ from tests.support.stack import (
     load,
     play_serving_pods,
     played_serving_urls,
+    pod_states,
+    running_serving_pods,
     running_with_ip,
     serving_pods,
     start_my_scheduler,
@@ -67,15 +69,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
         wait_for(lambda: running_serving_pods(cluster, MIN_REPLICAS), f"{MIN_REPLICAS} serving replicas Running")
         play_serving_pods(cluster, tiny_model_dir)
         yield cluster
-
-
-def running_serving_pods(cluster: LocalCluster, count: int) -> list[Any] | Pending:
-    pods = [p for p in serving_pods(cluster) if running_with_ip(p)]
-    return pods if len(pods) >= count else Pending(f"{len(pods)} Running: {pod_states(cluster)}")
-
-
-def pod_states(cluster: LocalCluster) -> str:
-    return ", ".join(f"{p.metadata.name}={p.status.phase}" for p in serving_pods(cluster))
 
 
 def custom_objects(cluster: LocalCluster, kind: str, namespace: str = "") -> list[dict[str, Any]]:

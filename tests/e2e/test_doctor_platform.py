@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from nchart.localcluster.addon_objects import prometheus_resource
 from nchart.localcluster.cluster import LocalCluster, running_cluster
 from nchart.localcluster.nodes import system_node
 from tests.support.charts import PROJECT, ROOT, render_objects
@@ -87,20 +88,11 @@ def grafana(env: dict[str, str]) -> dict[str, Any]:
 
 
 def prometheus(spec_overrides: dict[str, Any]) -> dict[str, Any]:
-    """kube-prometheus-stack's Prometheus: it selects release=kube-prometheus-stack in every namespace."""
-    spec: dict[str, Any] = {
-        "serviceMonitorSelector": {"matchLabels": {"release": "kube-prometheus-stack"}},
-        "serviceMonitorNamespaceSelector": {},
-        "ruleSelector": {"matchLabels": {"release": "kube-prometheus-stack"}},
-        "ruleNamespaceSelector": {},
-    }
-    spec.update(spec_overrides)
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "Prometheus",
-        "metadata": {"name": "kube-prometheus-stack-prometheus", "namespace": "monitoring"},
-        "spec": spec,
-    }
+    """kube-prometheus-stack's Prometheus as the local controllers create it (release=kube-prometheus-stack
+    in every namespace), with `spec_overrides`."""
+    resource = prometheus_resource()
+    resource["spec"].update(spec_overrides)
+    return resource
 
 
 def api_service(service: dict[str, Any] | None) -> dict[str, Any]:

@@ -259,6 +259,23 @@ def scheduler_args(cluster: LocalCluster, namespace: str, deployment: str) -> li
     return [arg for arg in container.command[1:] if not arg.startswith("--config=")]
 
 
+def kube_scheduler_argv(
+    binary: str, config_file: Path, chart_args: list[str], kubeconfig: Path, port: int, cert_dir: Path
+) -> list[str]:
+    """A kube-scheduler as the chart runs my-scheduler (its configuration and flags), on 127.0.0.1:PORT,
+    authenticating and authorizing its callers through `kubeconfig` (its ServiceAccount's token)."""
+    return [
+        binary,
+        f"--config={config_file}",
+        *chart_args,
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--cert-dir={cert_dir}",
+    ]
+
+
 class SchedulerFleet:
     """kube-scheduler processes run as the chart runs my-scheduler: its configuration, its flags, and a
     token of its ServiceAccount, so the chart's RBAC is what they are allowed."""
@@ -275,16 +292,14 @@ class SchedulerFleet:
     def start(self) -> SchedulerProcess:
         index = len(self.processes)
         log = self.workdir / f"my-scheduler-{index}.log"
-        args = [
+        args = kube_scheduler_argv(
             self.binary,
-            f"--config={self.config_file}",
-            *self.chart_args,
-            "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}",
-            f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}",
-            f"--cert-dir={self.workdir / f'certs-{index}'}",
-        ]
+            self.config_file,
+            self.chart_args,
+            self.kubeconfig,
+            free_port(),
+            self.workdir / f"certs-{index}",
+        )
         name = f"my-scheduler-{index}"
         with log.open("wb") as out:
             process, record = start_process(name, args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -28,6 +28,9 @@ RELEASE_JOBS = {
 }
 
 
+# Served images as Prometheus must see them before the serving panels have numbers (its recording
+# rules; NaN compares false).
+TRAFFIC_SERIES = ("job:sd_images_generated:rate5m > 0", "job:sd_image_request_duration_seconds:p50_5m >= 0")
 # What Grafana puts in for the dashboards' template variables: every value of each.
 VARIABLES = {
     "$job": ".+",
@@ -128,6 +131,11 @@ def query(base: str, expr: str) -> dict[str, Any]:
     response = httpx.get(f"{base}/api/v1/query", params={"query": expr}, timeout=10)
     payload: dict[str, Any] = response.json()
     return payload
+
+
+def has_series(base: str, name: str) -> bool:
+    """Whether Prometheus holds any series of the metric `name` now."""
+    return bool(query(base, f"count({{__name__={name!r}}})")["data"]["result"])
 
 
 _KEYWORDS = {

@@ -27,7 +27,9 @@ from nchart.localcluster.podplayer import container_of, http_port, play_serving_
 from nchart.localcluster.processes import free_port, wait_until
 from tests.support.charts import ROOT
 from tests.support.cluster import (
+    Pending,
     helm,
+    kube_scheduler_argv,
     my_scheduler_config,
     release_object_name,
     run_tool,
@@ -104,23 +106,15 @@ def start_my_scheduler(cluster: LocalCluster, workdir: Path) -> str:
     # of its pods on the pod network, where Prometheus scrapes their metrics.
     replicas = _replicas(cluster, NAMESPACE, named("Deployment", "my-scheduler"))
     pods = wait_until(
-        lambda: _running_pods(cluster, NAMESPACE, MY_SCHEDULER_SELECTOR, replicas), 120, "my-scheduler's pods Running"
+        lambda: running_pods(cluster, NAMESPACE, MY_SCHEDULER_SELECTOR, replicas), 120, "my-scheduler's pods Running"
     )
     for index, pod in enumerate(pods):
         port = free_port()
-        cluster.start_recorded(
-            f"my-scheduler-{index}",
-            [
-                cluster.binary("kube-scheduler"),
-                f"--config={config_file}",
-                *chart_args,
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--authentication-kubeconfig={scheduler_kubeconfig}",
-                f"--authorization-kubeconfig={scheduler_kubeconfig}",
-                f"--cert-dir={workdir / f'my-scheduler-certs-{index}'}",
-            ],
-        )
+        argv = kube_scheduler_argv(
+            cluster.binary("kube-scheduler"), config_file, chart_args, scheduler_kubeconfig, port,
+            workdir / f"my-scheduler-certs-{index}",
+        )  # fmt: skip
+        cluster.start_recorded(f"my-scheduler-{index}", argv)
         container = next(c for c in pod.spec.containers if any(p.name == "healthz" for p in c.ports or []))
         secure = next(p.container_port for p in container.ports if p.name == "healthz")
         write_route(cluster.pod_routes, f"{pod.status.pod_ip}:{secure}", f"127.0.0.1:{port}")
@@ -135,33 +129,47 @@ def _replicas(cluster: LocalCluster, namespace: str, deployment: str) -> int:
         return int(client.AppsV1Api(api).read_namespaced_deployment(deployment, namespace).spec.replicas)
 
 
-def _running_pods(cluster: LocalCluster, namespace: str, selector: str, count: int) -> list[Any] | None:
+def pods_of(cluster: LocalCluster, namespace: str, selector: str) -> list[Any]:
     from kubernetes import client
 
     with cluster.api_client() as api:
-        pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items
+        return list(client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items)
+
+
+def running_pods(cluster: LocalCluster, namespace: str, selector: str, count: int) -> list[Any] | Pending:
+    """The Running pods of `selector` (with an IP, by name) once there are `count` of them; else what
+    each pod's phase is."""
+    pods = pods_of(cluster, namespace, selector)
     running = sorted((p for p in pods if running_with_ip(p)), key=lambda p: p.metadata.name)
-    return running if len(running) >= count else None
+    return running if len(running) >= count else Pending(f"{len(running)} Running: {pod_phases(pods)}")
+
+
+def pod_phases(pods: list[Any]) -> str:
+    return ", ".join(f"{p.metadata.name}={p.status.phase}" for p in pods)
 
 
 def serving_pods(cluster: LocalCluster) -> list[Any]:
-    from kubernetes import client
+    return pods_of(cluster, SERVING_NAMESPACE, SERVING_SELECTOR)
 
-    with cluster.api_client() as api:
-        return list(client.CoreV1Api(api).list_namespaced_pod(SERVING_NAMESPACE, label_selector=SERVING_SELECTOR).items)
+
+def running_serving_pods(cluster: LocalCluster, count: int) -> list[Any] | Pending:
+    return running_pods(cluster, SERVING_NAMESPACE, SERVING_SELECTOR, count)
+
+
+def pod_states(cluster: LocalCluster) -> str:
+    """The serving pods' phases, for a failure message."""
+    return pod_phases(serving_pods(cluster))
 
 
 def running_with_ip(pod: Any) -> bool:
     return bool(pod.status.phase == "Running" and pod.status.pod_ip and not pod.metadata.deletion_timestamp)
 
 
-def play_serving_pods(cluster: LocalCluster, model_dir: Path, count: int | None = None) -> dict[str, str]:
-    """Plays (up to `count` of) the Running serving pods not played yet with the real model server;
-    pod name -> local base URL of each newly played one, after it answers /ready."""
+def play_serving_pods(cluster: LocalCluster, model_dir: Path) -> dict[str, str]:
+    """Plays the Running serving pods not played yet with the real model server; pod name -> local base
+    URL of each newly played one, after it answers /ready."""
     played: dict[str, str] = {}
     for pod in sorted(serving_pods(cluster), key=lambda p: p.metadata.name):
-        if count is not None and len(played) >= count:
-            break
         if not running_with_ip(pod) or f"pod-{SERVING_NAMESPACE}-{pod.metadata.name}" in cluster.processes:
             continue
         _, url = play_serving_pod(cluster, pod, model_dir)
