@@ -109,6 +109,31 @@ def test_bad_set_exits_2() -> None:
     assert "bad --set 'my-scheduler.replicaCount': expected KEY=VALUE" in err
 
 
+def test_set_json_keeps_the_json_types_and_applies_before_set() -> None:
+    code, out, _ = run(
+        "render",
+        "inf2.xlarge",
+        "--set-json",
+        'sd21-serving.podLabels={"team": "0123", "tier": "a,b"}',
+        "--set-json",
+        "my-scheduler.replicaCount=3",
+        "--set",
+        "my-scheduler.replicaCount=4",
+        "--values-only",
+    )
+    assert code == 0
+    values = yaml.safe_load(out)
+    assert values["sd21-serving"]["podLabels"] == {"team": "0123", "tier": "a,b"}  # --set would make 123 and a list
+    assert values["my-scheduler"]["replicaCount"] == 4  # --set after --set-json, as helm applies them
+
+
+def test_bad_set_json_names_the_assignment() -> None:
+    code, _, err = run("render", "inf2.xlarge", "--set-json", "sd21-serving.podLabels={team: x}")
+    assert code == 2
+    assert "bad --set-json 'sd21-serving.podLabels={team: x}': the value is not JSON" in err
+    assert "Traceback" not in err
+
+
 def test_values_file_with_a_typo_names_file_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "typo.yaml"
     bad.write_text("neuron-problem-detector:\n  recovery:\n    enabeld: true\n")

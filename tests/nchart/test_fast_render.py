@@ -57,6 +57,7 @@ PLAIN = [
     ["--root", str(ROOT), "render", "inf2-xlarge", "-e", "dev"],
     [f"--root={ROOT}", "render", "--env=dev", "inf2-xlarge"],
     ["render", "trn1.32xlarge", "-f", "a.yaml", "--values", "b.yaml", "--values=c.yaml", "--set", "x=1", "--set=y=2"],
+    ["render", "inf2-xlarge", "--set-json", 'a.b={"c": "0"}', "--set-json=d=[1]", "--set", "e=f"],
     [
         "render",
         "inf2-xlarge",

@@ -54,6 +54,13 @@ def value_options(function: Any) -> Any:
     function = click.option(
         "--set", "set_values", multiple=True, metavar="KEY=VALUE", help="Set a value (repeatable, helm syntax)."
     )(function)
+    function = click.option(
+        "--set-json",
+        "set_json",
+        multiple=True,
+        metavar="KEY=JSON",
+        help="Set a value from JSON (repeatable, helm syntax; applied before --set).",
+    )(function)
     return function
 
 

@@ -23,6 +23,7 @@ OPTIONS: dict[str, tuple[str, bool, bool]] = {
     "--values": ("values_files", True, True),
     "-f": ("values_files", True, True),
     "--set": ("set_values", True, True),
+    "--set-json": ("set_json", True, True),
     "--output-dir": ("output_dir", True, False),
     "--output": ("output", True, False),
     "-o": ("output", True, False),
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "env": None,
     "values_files": (),
     "set_values": (),
+    "set_json": (),
     "output_dir": None,
     "output": "yaml",
     "values_only": False,
@@ -119,7 +121,12 @@ def _checked(params: dict[str, Any]) -> dict[str, Any]:
         if not params["output_dir"] or Path(params["output_dir"]).is_file():
             raise _NotPlain
         params["output_dir"] = Path(params["output_dir"])
-    return {**params, "values_files": files, "set_values": tuple(params["set_values"])}
+    return {
+        **params,
+        "values_files": files,
+        "set_values": tuple(params["set_values"]),
+        "set_json": tuple(params["set_json"]),
+    }
 
 
 def parse(argv: list[str], environ: dict[str, str]) -> tuple[str | None, dict[str, Any]] | None:

@@ -19,6 +19,7 @@ def run_render(
     env: str | None,
     values_files: tuple[Path, ...],
     set_values: tuple[str, ...],
+    set_json: tuple[str, ...],
     output_dir: Path | None,
     output: str,
     values_only: bool,
@@ -27,7 +28,7 @@ def run_render(
     kube_version: str | None,
 ) -> None:
     if values_only:
-        _print_values(project, instance, env, values_files, set_values, output)
+        _print_values(project, instance, env, values_files, set_values, set_json, output)
         return
     from ..core import render as rendering
 
@@ -37,7 +38,7 @@ def run_render(
         from ..core.values import value_sources
 
         target = resolve_instance(instance)
-        sources = value_sources(project, target, env, values_files, set_values)
+        sources = value_sources(project, target, env, values_files, set_values, set_json)
         manifests = helm.finish(sources)
     for source in sources:  # after the render: a note about values the chart refused would mislead
         if source.note:
@@ -54,7 +55,13 @@ def run_render(
 
 
 def _print_values(
-    project: Project, instance: str, env: str | None, files: tuple[Path, ...], sets: tuple[str, ...], output: str
+    project: Project,
+    instance: str,
+    env: str | None,
+    files: tuple[Path, ...],
+    sets: tuple[str, ...],
+    set_json: tuple[str, ...],
+    output: str,
 ) -> None:
     import json
 
@@ -63,6 +70,6 @@ def _print_values(
     from ..core.catalog import resolve_instance
     from ..core.values import merged, value_sources
 
-    values = merged(value_sources(project, resolve_instance(instance), env, files, sets))
+    values = merged(value_sources(project, resolve_instance(instance), env, files, sets, set_json))
     text = json.dumps(values, indent=2) if output == "json" else yaml.safe_dump(values, sort_keys=False)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")

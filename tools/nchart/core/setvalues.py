@@ -1,4 +1,4 @@
-"""helm-style --set KEY=VALUE assignments, parsed into nested values."""
+"""helm-style --set KEY=VALUE and --set-json KEY=JSON assignments, parsed into nested values."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ Values = dict[str, Any]
 _SET_KEY_PART = re.compile(r"^(?P<name>[^\[\]]+)(?:\[(?P<index>\d+)\])?$")
 
 
-def _split_key(key: str) -> list[str]:
+def split_key(key: str) -> list[str]:
     # Dots inside a key are escaped as `\.`, as in helm (e.g. nodeSelector.kubernetes\.io/os).
     return [part.replace("\0", ".") for part in key.replace("\\.", "\0").split(".")]
 
@@ -36,7 +36,7 @@ def _scalar(raw: str) -> Any:
 def _assign(result: Values, assignment: str, key: str, value: Any) -> None:
     """Sets one dotted key (with list indexes, `a.b[2].c`) in result, making maps and lists on the way."""
     node: Any = result
-    parts = _split_key(key)
+    parts = split_key(key)
     for position, part in enumerate(parts):
         match = _SET_KEY_PART.match(part)
         if not match:
@@ -62,6 +62,26 @@ def _assign(result: Values, assignment: str, key: str, value: Any) -> None:
         if not isinstance(items[slot], dict):
             items[slot] = {}
         node = items[slot]
+
+
+def parse_set_json(assignments: Iterable[str]) -> Values:
+    """helm-style --set-json KEY=JSON: the key as --set reads it, the value exactly as the JSON says
+    (what --set cannot write: strings that look like numbers, text with commas, lists of objects)."""
+    import json
+
+    result: Values = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"bad --set-json {assignment!r}: expected KEY=JSON, e.g. sd21-serving.tolerations=[]")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise UsageError(
+                f"bad --set-json {assignment!r}: the value is not JSON ({error.msg} at {error.pos})"
+            ) from None
+        _assign(result, assignment, key.strip(), value)
+    return result
 
 
 def parse_set(assignments: Iterable[str]) -> Values:

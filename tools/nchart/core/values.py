@@ -12,7 +12,7 @@ import yaml
 from ..errors import UsageError
 from .catalog import InstanceType
 from .project import Project
-from .setvalues import parse_set
+from .setvalues import parse_set, parse_set_json
 from .sizing import SERVING, instance_values, plan_serving
 
 Values = dict[str, Any]
@@ -80,8 +80,10 @@ def value_sources(
     env: str | None,
     extra_files: Iterable[Path] = (),
     set_values: Iterable[str] = (),
+    set_json: Iterable[str] = (),
 ) -> list[ValuesSource]:
-    """The layers in the order they apply: instance, environment, Terraform overlay, -f files, --set."""
+    """The layers in the order they apply: instance, environment, Terraform overlay, -f files, --set-json,
+    --set (helm's order: pkg/cli/values/options.go, MergeValues)."""
     layers = []
     if env is not None:
         env_file = project.existing_env_values(env)
@@ -91,6 +93,9 @@ def value_sources(
             layers.append(ValuesSource(str(generated.relative_to(project.root)), load_values_file(generated)))
     for path in extra_files:
         layers.append(ValuesSource(str(path), load_values_file(path)))
+    json_list = list(set_json)
+    if json_list:
+        layers.append(ValuesSource("--set-json", parse_set_json(json_list)))
     set_list = list(set_values)
     if set_list:
         layers.append(ValuesSource("--set", parse_set(set_list)))
