@@ -43,17 +43,30 @@ def helm_template_args(
     return args
 
 
+# Characters YAML does not allow in a document (YAML 1.2, 5.1 "Character Set") or reads as line breaks
+# (YAML 1.1's NEL, LS, PS): helm reads its values as YAML, so these travel as escapes. JSON escapes C0
+# itself; json.dumps' own escapes of the rest (ensure_ascii) would split characters beyond the BMP into
+# surrogate pairs, which YAML refuses.
+_NOT_YAML_PRINTABLE = re.compile(r"[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def values_document(values: Values) -> str:
+    """The values as helm reads them on stdin: JSON, which is YAML, with every character YAML allows."""
+    import json
+
+    text = json.dumps(values, ensure_ascii=False)
+    return _NOT_YAML_PRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def run_helm(helm: str, args: list[str], values: Values) -> str:
     """Runs one helm command, values as JSON on stdin; returns stdout.
 
     A plain subprocess rather than pyhelm3: pyhelm3's package import alone (its pydantic models)
     costs more than the whole `helm template` it would run (README, "Why not pyhelm3").
     """
-    import json
-
     from .tools import run_tool  # not on `nchart render`'s path to starting helm (its dataclass import)
 
-    result = run_tool([helm, *args], json.dumps(values))
+    result = run_tool([helm, *args], values_document(values))
     if result.returncode != 0:
         raise NchartError(clean_helm_stderr(result.stderr), ExitCode.TOOL_FAILED)
     return result.stdout
@@ -78,7 +91,12 @@ class HelmTemplate:
         args = helm_template_args(project.umbrella, release, namespace, kube_version, api_versions)
         try:
             self._process: subprocess.Popen[str] | None = subprocess.Popen(
-                [helm, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                [helm, *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
             )
         except OSError as error:
             raise NchartError(f"cannot run {helm}: {error.strerror}", ExitCode.TOOL_MISSING) from None
@@ -103,9 +121,7 @@ class HelmTemplate:
 
         if self._process is None:
             raise RuntimeError("HelmTemplate.finish called twice")
-        import json  # after helm has started, as everything not needed to start it
-
-        values = json.dumps(merged(sources))
+        values = values_document(merged(sources))
         from . import chartdeps  # after helm has started: hashing and its imports overlap helm's start-up
 
         chartdeps.ensure_built(self.project)  # before helm has its values, so before it loads the chart

@@ -20,7 +20,7 @@ def run_tool(args: Sequence[str], input_text: str | None = None, timeout: float 
     """Runs a tool and returns its result whatever its exit code; only a missing tool or a hang raise."""
     try:
         completed = subprocess.run(
-            list(args), input=input_text, capture_output=True, text=True, timeout=timeout, check=False
+            list(args), input=input_text, capture_output=True, text=True, encoding="utf-8", timeout=timeout, check=False
         )
     except FileNotFoundError:
         raise NchartError(f"{args[0]} not found; run `make tools`", ExitCode.TOOL_MISSING) from None
