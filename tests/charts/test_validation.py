@@ -86,3 +86,25 @@ def test_typo_in_a_key_names_the_key_and_the_layer() -> None:
 def test_wrong_type_names_the_key() -> None:
     error = render_error("my-scheduler.replicaCount=two")
     assert "my-scheduler.replicaCount" in error.message and "'two' is not of type 'integer'" in error.message
+
+
+def test_hpa_cannot_scale_to_zero() -> None:
+    # The API server refuses an HPA with minReplicas 0 on a CPU metric; the render says so first.
+    error = render_error("sd21-serving.autoscaling.mode=hpa", "sd21-serving.autoscaling.minReplicas=0")
+    assert "sd21-serving: autoscaling.minReplicas is 0 with autoscaling.mode hpa" in error.message
+    assert "autoscaling.mode: keda to scale to zero" in error.message
+
+
+def test_values_the_api_server_would_refuse_are_refused_with_their_key() -> None:
+    assert (
+        "sd21-serving.nameOverride: 'Serving' is not a DNS-1123 label"
+        in render_error("sd21-serving.nameOverride=Serving").message
+    )
+    assert (
+        "sd21-serving.tolerations.0.operater: unknown key (did you mean 'operator'?)"
+        in render_error("sd21-serving.tolerations[0].operater=Exists").message
+    )
+    assert (
+        "sd21-serving.podLabels: 'team/a/b' is not a label or annotation key"
+        in render_error("sd21-serving.podLabels.team/a/b=x").message
+    )

@@ -23,16 +23,18 @@ nodeAffinity:
             operator: In
             values:
               {{- toYaml $types | nindent 14 }}
+          {{- with $values.excludedComputeTypes }}
           - key: eks.amazonaws.com/compute-type
             operator: NotIn
             values:
-              {{- toYaml $values.excludedComputeTypes | nindent 14 }}
+              {{- toYaml . | nindent 14 }}
+          {{- end }}
           {{- if and $label (eq (.deviceManager | default "") "device-plugin") }}
-          - key: {{ $label }}
+          - key: {{ $label | quote }}
             operator: NotIn
             values: ["dra"]
           {{- else if and $label (eq (.deviceManager | default "") "dra") }}
-          - key: {{ $label }}
+          - key: {{ $label | quote }}
             operator: In
             values: ["dra"]
           {{- end }}

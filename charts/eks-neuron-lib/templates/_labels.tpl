@@ -8,8 +8,8 @@ The labels a workload's selector matches; never change them on a released chart.
   {{ include "eks-neuron-lib.selectorLabels" . }}
 */}}
 {{- define "eks-neuron-lib.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "eks-neuron-lib.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "eks-neuron-lib.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{/*

@@ -10,8 +10,8 @@ serviceMonitorSelector.
 apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
 metadata:
-  name: {{ include "eks-neuron-lib.fullname" $context }}
-  namespace: {{ include "eks-neuron-lib.namespace" $context }}
+  name: {{ include "eks-neuron-lib.fullname" $context | quote }}
+  namespace: {{ include "eks-neuron-lib.namespace" $context | quote }}
   labels:
     {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
     {{- with include "eks-neuron-lib.monitoringLabels" (dict "labels" $context.Values.serviceMonitor.labels "context" $context) }}
@@ -23,7 +23,7 @@ spec:
       {{- include "eks-neuron-lib.selectorLabels" $context | nindent 6 }}
   namespaceSelector:
     matchNames:
-      - {{ include "eks-neuron-lib.namespace" $context }}
+      - {{ include "eks-neuron-lib.namespace" $context | quote }}
   endpoints:
     {{- .endpoints | trim | nindent 4 }}
 {{- end }}
@@ -38,8 +38,8 @@ global.monitoring.labels and prometheusRule.labels for the Prometheus ruleSelect
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
-  name: {{ include "eks-neuron-lib.fullname" $context }}
-  namespace: {{ include "eks-neuron-lib.namespace" $context }}
+  name: {{ include "eks-neuron-lib.fullname" $context | quote }}
+  namespace: {{ include "eks-neuron-lib.namespace" $context | quote }}
   labels:
     {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
     {{- with include "eks-neuron-lib.monitoringLabels" (dict "labels" $context.Values.prometheusRule.labels "context" $context) }}

@@ -10,8 +10,8 @@ can run. It takes minAvailable or maxUnavailable, whichever podDisruptionBudget 
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
-  name: {{ include "eks-neuron-lib.fullname" $context }}
-  namespace: {{ include "eks-neuron-lib.namespace" $context }}
+  name: {{ include "eks-neuron-lib.fullname" $context | quote }}
+  namespace: {{ include "eks-neuron-lib.namespace" $context | quote }}
   labels:
     {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
 spec:

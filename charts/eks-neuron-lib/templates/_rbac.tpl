@@ -9,7 +9,7 @@ after the chart, when rbac.create.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: {{ include "eks-neuron-lib.fullname" $context }}
+  name: {{ include "eks-neuron-lib.fullname" $context | quote }}
   labels:
     {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
 rules:
@@ -18,16 +18,16 @@ rules:
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: {{ include "eks-neuron-lib.fullname" $context }}
+  name: {{ include "eks-neuron-lib.fullname" $context | quote }}
   labels:
     {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
-  name: {{ include "eks-neuron-lib.fullname" $context }}
+  name: {{ include "eks-neuron-lib.fullname" $context | quote }}
 subjects:
   - kind: ServiceAccount
-    name: {{ include "eks-neuron-lib.serviceAccountName" $context }}
-    namespace: {{ include "eks-neuron-lib.namespace" $context }}
+    name: {{ include "eks-neuron-lib.serviceAccountName" $context | quote }}
+    namespace: {{ include "eks-neuron-lib.namespace" $context | quote }}
 {{- end }}
 {{- end }}

@@ -13,8 +13,8 @@ Pass automountToken false for pods that need no API access.
 apiVersion: v1
 kind: ServiceAccount
 metadata:
-  name: {{ include "eks-neuron-lib.serviceAccountName" $context }}
-  namespace: {{ include "eks-neuron-lib.namespace" $context }}
+  name: {{ include "eks-neuron-lib.serviceAccountName" $context | quote }}
+  namespace: {{ include "eks-neuron-lib.namespace" $context | quote }}
   labels:
     {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
   {{- $annotations := deepCopy ($account.annotations | default dict) }}

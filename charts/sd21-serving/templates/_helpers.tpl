@@ -17,7 +17,7 @@
 {{- end }}
 
 {{- define "sd21-serving.taintToleration" -}}
-- key: {{ .Values.karpenter.taint.key }}
+- key: {{ .Values.karpenter.taint.key | quote }}
   operator: Exists
   effect: {{ .Values.karpenter.taint.effect }}
 {{- end }}

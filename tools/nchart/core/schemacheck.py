@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
+from .formats import FORMAT_WORDS, PRINTABLE_PATTERN, format_named
 from .project import Project
 from .values import ValuesSource
 
 
 def _drop_required(schema: Any) -> Any:
-    """A layer need not be complete: the chart defaults fill the rest."""
+    """A layer need not be complete: the chart defaults fill the rest of an object. A list, though,
+    replaces the one below it whole, so its items (and the Kubernetes definitions they refer to) keep
+    what they require."""
     if isinstance(schema, dict):
-        return {k: _drop_required(v) for k, v in schema.items() if k != "required"}
+        return {k: v if k in ("items", "$defs") else _drop_required(v) for k, v in schema.items() if k != "required"}
     if isinstance(schema, list):
         return [_drop_required(v) for v in schema]
     return schema
@@ -30,6 +34,8 @@ def combined_schema(project: Project) -> dict[str, Any]:
         if schema_path.is_file():
             sub = json.loads(schema_path.read_text(encoding="utf-8"))
             sub.pop("$schema", None)
+            # The Kubernetes definitions a subchart bundles, referred to from the root (`#/$defs/...`).
+            umbrella.setdefault("$defs", {}).update(sub.pop("$defs", {}))
             umbrella["properties"][chart.name] = sub
     return umbrella
 
@@ -46,6 +52,12 @@ def _describe(error: Any) -> str:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             messages.append(f"{where}: unknown key{hint}; expected one of: {', '.join(allowed)}")
         return "\n".join(messages)
+    if error.validator == "pattern" and error.validator_value == PRINTABLE_PATTERN:
+        bad = next(c for c in error.instance if re.fullmatch(PRINTABLE_PATTERN, c) is None)
+        return f"{path}: holds the control character U+{ord(bad):04X}; values must be printable text"
+    named = format_named(error.validator_value) if error.validator == "pattern" else None
+    if named:
+        return f"{path}: {error.instance!r} is not {FORMAT_WORDS[named]}"
     return f"{path or '(top level)'}: {error.message}"
 
 
@@ -53,8 +65,8 @@ def check_sources(project: Project, sources: Iterable[ValuesSource]) -> list[str
     """Problems found in each layer, as 'origin: key: what is wrong' lines."""
     import jsonschema  # imported here: only checks pay for it
 
-    validator_class = jsonschema.validators.validator_for({})
-    validator = validator_class(_drop_required(combined_schema(project)))
+    schema = _drop_required(combined_schema(project))
+    validator = jsonschema.validators.validator_for(schema)(schema)  # the draft the schemas declare (7)
     problems = []
     for source in sources:
         for error in sorted(validator.iter_errors(source.values), key=lambda e: list(map(str, e.absolute_path))):

@@ -1,5 +1,5 @@
 """Each chart's values.schema.json, from the `# @schema` annotations and helm-docs comments of its
-values.yaml (helm-values-schema-json, then two corrections the tool cannot be told)."""
+values.yaml (helm-values-schema-json, then corrections the tool cannot be told)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..core.formats import FORMATS, PRINTABLE_PATTERN
 from ..core.project import Project
 from ..core.tools import run_tool
 from ..core.values import load_values_file
 from ..errors import ExitCode, NchartError
 from .files import Generated, relative, update
+from .value_formats import ValueFormats
 
 LIBRARY = "eks-neuron-lib"
 SCHEMA_DRAFT = "7"
@@ -38,6 +40,27 @@ def free_form_objects(schema: Any, in_items: bool = False) -> Any:
     return result
 
 
+ASCII_PATTERNS = {f["pattern"] for f in FORMATS.values()}
+
+
+def printable_strings(schema: Any) -> Any:
+    """Every string value of ours held to PRINTABLE_PATTERN, beside any pattern of its own (the
+    Kubernetes definitions in $defs are the API server's to judge)."""
+    if isinstance(schema, list):
+        return [printable_strings(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: value if key == "$defs" else printable_strings(value) for key, value in schema.items()}
+    kinds = result.get("type")
+    is_string = kinds == "string" or (isinstance(kinds, list) and "string" in kinds)
+    if is_string and "enum" not in result and "const" not in result:
+        if "pattern" not in result:
+            result["pattern"] = PRINTABLE_PATTERN
+        elif result["pattern"] not in ASCII_PATTERNS | {PRINTABLE_PATTERN}:
+            result["allOf"] = [*result.get("allOf", []), {"pattern": PRINTABLE_PATTERN}]
+    return result
+
+
 def key_mismatches(values: Any, schema: dict[str, Any], path: str = "") -> list[str]:
     """Keys in values.yaml the schema does not declare, and schema properties values.yaml lacks, where
     the schema lists the object's properties."""
@@ -54,7 +77,7 @@ def key_mismatches(values: Any, schema: dict[str, Any], path: str = "") -> list[
     return problems
 
 
-def chart_schema(project: Project, chart: Path) -> str:
+def chart_schema(project: Project, chart: Path, formats: ValueFormats) -> str:
     """values.schema.json of `chart` as generated from its values.yaml."""
     tool = project.tool("helm-values-schema-json")
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +105,7 @@ def chart_schema(project: Project, chart: Path) -> str:
                 f"{(result.stderr or result.stdout).strip()}",
                 ExitCode.USAGE,
             )
-        schema = free_form_objects(json.loads(out.read_text(encoding="utf-8")))
+        schema = printable_strings(formats.apply(free_form_objects(json.loads(out.read_text(encoding="utf-8")))))
     values = load_values_file(chart / "values.yaml")
     problems = key_mismatches(values, schema)
     if problems:
@@ -94,6 +117,7 @@ def chart_schema(project: Project, chart: Path) -> str:
 
 
 def generate_schemas(project: Project, check: bool, result: Generated) -> None:
+    formats = ValueFormats(project)
     for chart in project.charts():
         if chart.name != LIBRARY:
-            update(project, chart / "values.schema.json", chart_schema(project, chart), check, result)
+            update(project, chart / "values.schema.json", chart_schema(project, chart, formats), check, result)
