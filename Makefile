@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo demo-down test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-autoscaling bench-serving soak crd-schemas clean
+.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo demo-down test test-under-load e2e cluster-up cluster-down bench bench-cluster bench-autoscaling bench-serving soak crd-schemas fuzz-values clean
 
 install: tools venv charts
 
@@ -131,6 +131,12 @@ test-under-load:
 
 e2e: install-serving cluster-tools
 	$(VENV)/bin/python -m pytest -m e2e
+
+# The values fuzz at length (README: "Values fuzzing"): DRAWS draws (2000) from SEED (a new one each
+# run unless given; `make test` runs 150 from a fixed one).
+fuzz-values: install cluster-tools
+	VALUES_FUZZ_DRAWS=$(or $(DRAWS),2000) VALUES_FUZZ_SEED=$(or $(SEED),$$(date +%s)) \
+	  $(VENV)/bin/python -m pytest -s -q tests/e2e/test_values_fuzz.py -k schema_accepts
 
 cluster-up: install cluster-tools
 	nchart cluster up

@@ -33,6 +33,8 @@ FORMATS: dict[str, dict[str, Any]] = {
     "quantity": {"pattern": "^([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([KMGTPE]i|[mkMGTPE]|[eE][+-]?[0-9]+)?$", "maxLength": 64},
     # The string form of an int-or-percent field (a PodDisruptionBudget's minAvailable).
     "percent": {"pattern": "^[0-9]+%$", "maxLength": 8, "minimum": 0},
+    # A key of a Secret's or a ConfigMap's data (IsConfigMapKey).
+    "data-key": {"pattern": "^[-._a-zA-Z0-9]{1,253}$", "maxLength": 253},
     # An Ingress rule's host: a DNS subdomain, or one with a leading `*.` wildcard.
     "ingress-host": {"pattern": f"^((\\*\\.)?{_SUBDOMAIN})?$", "maxLength": 253},
 }
@@ -48,6 +50,7 @@ FORMAT_WORDS: dict[str, str] = {
     "quantity": "a quantity (a number, optionally with a suffix: Ki, Mi, Gi, Ti, Pi, Ei, m, k, M, G, T, P, E)",
     "percent": "a percentage (digits and '%'), or give a number",
     "ingress-host": "a host name (a DNS-1123 subdomain, optionally after '*.'), or empty for any host",
+    "data-key": "a Secret key (at most 253 letters, digits, '-', '_' or '.')",
     "label-value": "a label value (at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)",
 }
 

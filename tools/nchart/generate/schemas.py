@@ -58,6 +58,9 @@ def printable_strings(schema: Any) -> Any:
             result["pattern"] = PRINTABLE_PATTERN
         elif result["pattern"] not in ASCII_PATTERNS | {PRINTABLE_PATTERN}:
             result["allOf"] = [*result.get("allOf", []), {"pattern": PRINTABLE_PATTERN}]
+    # A map's keys land in manifests too (a key of a values map, a label key): printable as well.
+    if isinstance(result.get("additionalProperties"), dict) and "propertyNames" not in result:
+        result["propertyNames"] = {"pattern": PRINTABLE_PATTERN}
     return result
 
 

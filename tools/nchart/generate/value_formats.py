@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.formats import FORMATS
+from ..core.podsecurity import DECLARABLE
 from ..core.project import Project
 from ..errors import ExitCode, NchartError
 
@@ -94,6 +95,8 @@ STRING_FORMATS: dict[str, str] = {
     "sizes": "label-value",
     "categories": "label-value",
     "driverName": "dns-subdomain",
+    "auth.existingSecret": "dns-subdomain",
+    "auth.metricsTokenKey": "data-key",
 }
 
 # The CRDs' CEL rules (x-kubernetes-validations) inside a copied field, as JSON Schema: a rule not listed
@@ -109,6 +112,8 @@ CEL_RULES: dict[str, dict[str, Any]] = {
 # annotation maps (keys qualified names).
 LABEL_MAPS = ("commonLabels", "podLabels", "labels", "nodeSelector", "matchLabels")
 ANNOTATION_MAPS = ("annotations", "podAnnotations")
+# Maps that become a Secret's data: keys are Secret keys.
+SECRET_DATA_MAPS = ("auth.tokens",)
 
 
 def _lookup(table: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -176,6 +181,12 @@ class ValueFormats:
     def _map_keys(self, schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
         """Label maps: keys qualified names, values label values; annotation maps: keys qualified names."""
         name = path[-1] if path else ""
+        if ".".join(path[-2:]) in SECRET_DATA_MAPS:
+            return {**schema, "propertyNames": FORMATS["data-key"]}
+        if name == "podSecurityExceptions":
+            # container name -> departure (core/podsecurity.py) -> reason
+            inner = {**schema.get("additionalProperties", {}), "propertyNames": {"enum": list(DECLARABLE)}}
+            return {**schema, "propertyNames": FORMATS["dns-label"], "additionalProperties": inner}
         if name not in LABEL_MAPS and name not in ANNOTATION_MAPS:
             return schema
         result = {**schema, "propertyNames": FORMATS["qualified-name"]}
