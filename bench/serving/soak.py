@@ -3,7 +3,8 @@
 
 First a closed loop measures capacity (images/s at 2x the batch size in flight); then an open loop
 offers twice that rate for the soak's duration, as clients that do not wait for each other would.
-The server must answer every request 200, 429 with Retry-After, or 504: none lost, none reset; its
+The server runs with a bearer token, and every tenth request comes without it. The server must answer
+every request 200, 429 with Retry-After, or 504, and those without the token 401: none lost, none reset; its
 queue (sampled from /metrics) never above SD_MAX_QUEUE; its RSS growing < 5% from the baseline mark
 (minute 2) to the end; and its /metrics counting what the client counted, status by status.
 
@@ -32,6 +33,8 @@ import httpx
 ROUTE = "/v1/images/generations"
 PROMPT = "a lighthouse on a cliff at dusk"
 ANSWERS = {200, 429, 504}
+TOKEN = "soak-token-0123456789abcdef"
+AUTHORIZATION = {"Authorization": f"Bearer {TOKEN}"}
 RSS_GROWTH_LIMIT = 0.05
 SAMPLE_INTERVAL_S = 0.5
 
@@ -47,9 +50,12 @@ class SoakSettings:
     max_queue: int = 32
     request_timeout_s: float = 30.0
     overload: float = 2.0
+    # Every Nth request of the soak is sent without the token (0: none is).
+    unauthenticated_every: int = 10
 
-    def server_env(self, model_dir: Path) -> dict[str, str]:
+    def server_env(self, model_dir: Path, tokens_dir: Path) -> dict[str, str]:
         return {
+            "SD_API_TOKENS_DIR": str(tokens_dir),
             "SD_MODEL_DIR": str(model_dir),
             "SD_BACKEND": "cpu",
             "SD_DEFAULT_STEPS": str(self.steps),
@@ -66,6 +72,7 @@ class SoakResult:
     capacity_per_s: float = 0.0
     offered_per_s: float = 0.0
     sent: int = 0
+    sent_without_token: int = 0
     statuses: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
     transport_errors: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     retry_after_missing: int = 0
@@ -94,9 +101,10 @@ class SoakResult:
             found.append(f"{self.sent} requests sent, {answered} answered: some were lost")
         if self.transport_errors:
             found.append(f"connections failed or were reset: {dict(self.transport_errors)}")
-        unexpected = {s: n for s, n in self.statuses.items() if s not in ANSWERS}
+        unexpected = {s: n for s, n in self.statuses.items() if s not in ANSWERS | {401}}
         if unexpected:
-            found.append(f"answers other than 200, 429, 504: {unexpected}")
+            found.append(f"answers other than 200, 429, 504 and 401: {unexpected}")
+        found += self._token_problems()
         if self.retry_after_missing:
             found.append(f"{self.retry_after_missing} answers 429 without a Retry-After of whole seconds")
         if self.max_queue_seen > self.settings.max_queue:
@@ -108,7 +116,8 @@ class SoakResult:
             found.append(
                 f"RSS grew {growth:.1%} after {self.settings.rss_baseline_s:.0f}s (limit {RSS_GROWTH_LIMIT:.0%})"
             )
-        counted = {status: float(n) for status, n in self.statuses.items()}
+        # A 401 is answered before routing, so the per-route counter never sees it (compared just above).
+        counted = {status: float(n) for status, n in self.statuses.items() if status != 401}
         if self.server_counts != counted:
             found.append(f"/metrics counted {self.server_counts}, the client {counted}")
         for status, reason in ((429, "queue_full"), (504, "timeout")):
@@ -119,12 +128,26 @@ class SoakResult:
                 )
         return found
 
+    def _token_problems(self) -> list[str]:
+        """Exactly the requests without the token got 401, and the server counted them as such."""
+        found = []
+        refused = self.statuses.get(401, 0)
+        if refused != self.sent_without_token:
+            found.append(f"{self.sent_without_token} requests came without the token, {refused} got 401")
+        counted = self.server_rejected.get("unauthenticated", 0.0)
+        if counted != refused:
+            found.append(
+                f"sd_rejected_requests_total{{reason='unauthenticated'}} is {counted:.0f}, the client saw {refused} 401s"
+            )
+        return found
+
     def summary(self) -> dict[str, Any]:
         return {
             "duration_s": self.settings.duration_s,
             "capacity_images_per_s": round(self.capacity_per_s, 2),
             "offered_requests_per_s": round(self.offered_per_s, 2),
             "sent": self.sent,
+            "sent_without_token": self.sent_without_token,
             "statuses": dict(sorted(self.statuses.items())),
             "transport_errors": dict(self.transport_errors),
             "max_queue_seen": self.max_queue_seen,
@@ -169,7 +192,7 @@ async def measure_capacity(client: httpx.AsyncClient, settings: SoakSettings) ->
         nonlocal done
         index = worker
         while time.monotonic() < stop_at:
-            response = await client.post(ROUTE, json=body(index, settings.steps))
+            response = await client.post(ROUTE, json=body(index, settings.steps), headers=AUTHORIZATION)
             if response.status_code != 200:
                 raise RuntimeError(f"capacity run: the server answered {response.status_code}: {response.text}")
             done += 1
@@ -187,8 +210,11 @@ async def offer_load(client: httpx.AsyncClient, pid: int, settings: SoakSettings
     in_flight: set[asyncio.Task[None]] = set()
 
     async def one(index: int) -> None:
+        anonymous = settings.unauthenticated_every and index % settings.unauthenticated_every == 0
+        result.sent_without_token += bool(anonymous)
         try:
-            response = await client.post(ROUTE, json=body(index, settings.steps))
+            headers = {} if anonymous else AUTHORIZATION
+            response = await client.post(ROUTE, json=body(index, settings.steps), headers=headers)
         except httpx.TransportError as error:
             result.transport_errors[type(error).__name__] += 1
             return
@@ -259,8 +285,10 @@ async def soak_async(base: str, pid: int, settings: SoakSettings) -> SoakResult:
 def run_soak(model_dir: Path, settings: SoakSettings) -> SoakResult:
     from local_server import server_process
 
-    with server_process(settings.server_env(model_dir), ready_timeout_s=600) as (base, process):
-        return asyncio.run(soak_async(base, process.pid, settings))
+    with tempfile.TemporaryDirectory() as tokens_dir:
+        (Path(tokens_dir) / "soak").write_text(TOKEN)
+        with server_process(settings.server_env(model_dir, Path(tokens_dir)), ready_timeout_s=600) as (base, process):
+            return asyncio.run(soak_async(base, process.pid, settings))
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """The short soak (bench/serving/soak.py for 40 s): the server as its own process under twice the
-capacity it just showed. Every request answered 200, 429 with Retry-After, or 504; none lost or reset;
+capacity it just showed, with a bearer token that every tenth request lacks. Every request answered 200,
+429 with Retry-After, or 504, those without the token 401; none lost or reset;
 the queue within its limit; RSS flat; /metrics agreeing with the client. The rate follows the measured
 capacity, so a slow or busy machine is offered less, not failed. The 10-minute soak: `make soak`."""
 
@@ -22,3 +23,4 @@ def test_short_soak_at_twice_capacity(tiny_model_dir: Path) -> None:
     # The overload was real: the queue filled and the server refused, and it kept serving meanwhile.
     assert result.statuses[429] > 0 and result.statuses[200] > 0, result.summary()
     assert result.max_queue_seen >= settings.max_queue - settings.max_batch, result.summary()
+    assert result.statuses[401] == result.sent_without_token > 0, result.summary()

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
+from serving.connections import uvicorn_config
 from serving.settings import Settings
 
 
@@ -46,7 +47,7 @@ def ready_client(app: FastAPI) -> Iterator[TestClient]:
 @contextlib.contextmanager
 def uvicorn_server(app: FastAPI) -> Iterator[str]:
     """The app served by a real uvicorn on 127.0.0.1 (a free port), in a thread; yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    config = uvicorn_config(app, app.state.server.settings, "127.0.0.1", 0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
+from .auth import BearerAuth, TokenDirectory, open_paths
 from .batching import Clock, Draining, QueueFull, RequestTimedOut
+from .connections import BoundedBodies, ClientLimits
 from .pipeline import ImageGenerator, load_configured
 from .routes import error_response, router
 from .server import Server
@@ -113,6 +115,15 @@ def create_app(
 
     for exception, refusal in REFUSALS.items():
         app.add_exception_handler(exception, refuse(refusal))
+    # Added last runs first: a request without a valid token is refused before its body is read.
+    app.add_middleware(BoundedBodies, limits=ClientLimits.of(settings))
+    if settings.api_tokens_dir is not None:
+        if not settings.api_tokens_dir.is_dir():
+            raise FileNotFoundError(f"SD_API_TOKENS_DIR: {settings.api_tokens_dir} is not a directory")
+        tokens = TokenDirectory(settings.api_tokens_dir)
+        app.add_middleware(
+            BearerAuth, tokens=tokens, metrics=server.metrics, protect_metrics=settings.metrics_require_token
+        )
     _describe_this_server(app, settings)
     return app
 
@@ -124,9 +135,28 @@ def _describe_this_server(app: FastAPI, settings: Settings) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            fields = generated()["components"]["schemas"]["GenerationRequest"]["properties"]
+            document = generated()
+            fields = document["components"]["schemas"]["GenerationRequest"]["properties"]
             fields["model"]["anyOf"][0]["enum"] = list(settings.model_names())
             fields["n"]["maximum"] = min(fields["n"]["maximum"], settings.max_batch_size)
+            if settings.api_tokens_dir is not None:
+                _require_tokens(document, settings.metrics_require_token)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _require_tokens(document: dict[str, Any], protect_metrics: bool) -> None:
+    """Declares the bearer scheme and, on every operation it guards (as BearerAuth does), the 401 answer."""
+    document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    unauthorized = {
+        "description": "No valid bearer token",
+        "headers": {"WWW-Authenticate": {"description": "The bearer challenge", "schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for path, operations in document["paths"].items():
+        if path in open_paths(protect_metrics):
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}]
+            operation["responses"]["401"] = unauthorized

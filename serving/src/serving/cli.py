@@ -51,6 +51,7 @@ def serve(host: str | None, port: int | None) -> None:
     from pydantic import ValidationError
 
     from .app import create_app
+    from .connections import uvicorn_config
     from .settings import Settings
 
     try:
@@ -58,13 +59,9 @@ def serve(host: str | None, port: int | None) -> None:
     except ValidationError as error:
         details = "; ".join(f"SD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         raise click.UsageError(f"bad settings: {details}") from None
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s),
-        log_level=os.environ.get("SD_LOG_LEVEL", "info"),
-    )
+    app = create_app(settings)
+    log_level = os.environ.get("SD_LOG_LEVEL", "info")
+    uvicorn.Server(uvicorn_config(app, settings, host or settings.host, port or settings.port, log_level)).run()
 
 
 @cli.command("compile")

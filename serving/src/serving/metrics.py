@@ -64,7 +64,16 @@ class ServerMetrics:
         )
         self.ready = Gauge("sd_ready", "1 when the model is loaded and warm and the server takes requests.", registry=r)
         self.info = Gauge("sd_model_info", "The loaded model.", ["backend", "traced", "width", "height"], registry=r)
-        for reason in ("queue_full", "timeout", "draining", "error"):
+        self.open_connections = Gauge(
+            "sd_http_connections", "Open client connections (capped by SD_MAX_CONNECTIONS).", registry=r
+        )
+        self.authenticated_requests = Counter(
+            "sd_authenticated_requests",
+            "Requests that presented a valid bearer token, by the token's name (its key in the Secret).",
+            ["token"],
+            registry=r,
+        )
+        for reason in ("queue_full", "timeout", "draining", "error", "unauthenticated"):
             self.rejected.labels(reason)
         for image_format in IMAGE_FORMATS:
             self.encode_seconds.labels(image_format)

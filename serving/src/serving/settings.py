@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     # and other names requests may use for it (comma-separated).
     model_id: str = Field("stable-diffusion-2-1-base", min_length=1, pattern=r"^\S+$")
     model_aliases: str = Field("stabilityai/stable-diffusion-2-1-base,sd21", pattern=r"^[^\s]*$")
+    # Bearer tokens: a directory of files, one token each, named by their key (a mounted Secret); unset: no
+    # authentication. /health and /ready never ask for one; /metrics only with metrics_require_token.
+    api_tokens_dir: Path | None = None
+    metrics_require_token: bool = False
+    # What one client may hold (see connections.py): time to send a request's headers, then its body; the
+    # body's size; open connections, all clients together.
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_header_bytes: int = Field(16_384, ge=1024)
+    max_connections: int = Field(512, ge=1)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
 
