@@ -75,11 +75,11 @@ def tiny_model(directory: Path) -> Path:
     return Path(build_random_pipeline("tiny", directory))
 
 
-def generate_image(url: str, out: Path) -> tuple[int, float, str]:
+def generate_image(url: str, out: Path, headers: dict[str, str]) -> tuple[int, float, str]:
     import httpx
 
     began = time.monotonic()
-    response = httpx.post(f"{url}/generate", data={"prompt": PROMPT, "steps": "20"}, timeout=300)
+    response = httpx.post(f"{url}/generate", data={"prompt": PROMPT, "steps": "20"}, headers=headers, timeout=300)
     response.raise_for_status()
     out.write_bytes(response.content)
     return len(response.content), time.monotonic() - began, response.headers.get("x-seed", "?")
@@ -137,7 +137,7 @@ def absent_metrics(prometheus: str, expr: str) -> str:
     return f"no series of {', '.join(absent)} ({'; '.join(reasons)})"
 
 
-def traffic_until_seen(urls: list[str], prometheus: str, timeout_s: float = 240) -> int:
+def traffic_until_seen(urls: list[str], prometheus: str, headers: dict[str, str], timeout_s: float = 240) -> int:
     """A prompt every couple of seconds, spread over the servers, until Prometheus has rates and
     latencies of them (two scrapes of each server; the serving dashboard's panels need both); returns
     how many were sent."""
@@ -147,7 +147,7 @@ def traffic_until_seen(urls: list[str], prometheus: str, timeout_s: float = 240)
 
     sent = 0
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=300) as http:
+    with httpx.Client(timeout=300, headers=headers) as http:
         while time.monotonic() < deadline:
             # The OpenAI-style route: the serving dashboard's latency panels read that route's requests.
             body = {"prompt": PROMPT, "steps": 10}
@@ -163,6 +163,7 @@ def run(state_dir: Path) -> int:
     from tests.support.cluster import release_values, run_doctor, wait_for
     from tests.support.stack import (
         SERVING_NAMESPACE,
+        api_token_headers,
         install_release,
         play_serving_pods,
         running_serving_pods,
@@ -195,6 +196,10 @@ def run(state_dir: Path) -> int:
         pods = wait_for(lambda: running_serving_pods(cluster, minimum), f"{minimum} serving replicas Running", 300)
         nodes = sorted({p.spec.node_name for p in pods})
         say(f"{len(pods)} replica(s) Running on {', '.join(nodes)}")
+    with steps.step("Creating the Secret of API tokens the prod values reference (kubectl create secret generic)"):
+        headers = api_token_headers(cluster, values)
+        secret = values["sd21-serving"]["auth"]["existingSecret"]
+        say(f"{SERVING_NAMESPACE}/{secret}: one token; requests without it get 401")
     with steps.step("Playing each serving pod with the real model server (tiny model, CPU)"):
         played = play_serving_pods(cluster, model)
         for pod, url in played.items():
@@ -202,10 +207,10 @@ def run(state_dir: Path) -> int:
     image = state_dir / "lighthouse.png"
     with steps.step("Sending a prompt to the model server"):
         first_url = next(iter(played.values()))
-        size, seconds, seed = generate_image(first_url, image)
+        size, seconds, seed = generate_image(first_url, image, headers)
         say(f"{PROMPT!r}: {size} bytes in {seconds:.1f}s (seed {seed}) -> {image}")
     with steps.step("Asking Prometheus the serving and scheduling dashboards' queries"):
-        sent = traffic_until_seen(list(played.values()), cluster.prometheus_url)
+        sent = traffic_until_seen(list(played.values()), cluster.prometheus_url, headers)
         say(f"{sent} more prompt(s) until Prometheus had rates and latencies of them")
         answers = settled_answers(cluster.prometheus_url)
         with_data = [a for a in answers if not a[2]]

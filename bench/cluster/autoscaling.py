@@ -32,6 +32,7 @@ from tests.support.charts import PROJECT  # noqa: E402
 from tests.support.cluster import release_values  # noqa: E402
 from tests.support.stack import (  # noqa: E402
     FAST_AUTOSCALING,
+    api_token_headers,
     deployment_replicas,
     install_release,
     karpenter_nodes,
@@ -74,6 +75,7 @@ def main() -> int:
             start_my_scheduler(cluster, workdir)
             installed = time.monotonic()
             first = until(lambda: bool(running_serving_pods(cluster, minimum)), "the first replicas Running", installed)
+            headers = api_token_headers(cluster, values)
             play_serving_pods(cluster, model)
             nodes_before = len(karpenter_nodes(cluster))
             rows = [
@@ -81,7 +83,7 @@ def main() -> int:
                 (f"install -> {minimum} replicas Running on Karpenter's nodes", first),
             ]
             urls = played_serving_urls(cluster)
-            with load(urls, args.concurrency):
+            with load(urls, args.concurrency, headers):
                 began = time.monotonic()
                 rows.append(("load -> KEDA raises the replicas",
                              until(lambda: deployment_replicas(cluster) > minimum, "scale-out", began)))  # fmt: skip

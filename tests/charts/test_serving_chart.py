@@ -451,3 +451,88 @@ def test_the_served_model_names_reach_the_server_and_bad_ones_are_refused() -> N
     with pytest.raises(NchartError) as caught:
         render_objects("inf2.xlarge", "dev", "sd21-serving.server.modelAliases={a b}")
     assert 'server.modelAliases: "a b" is empty or holds a comma or a space' in caught.value.message
+
+
+# --- the server's settings and its API tokens --------------------------------------------------
+
+# Read by the command line, not by Settings.
+CLI_SETTINGS = {"SD_LOG_LEVEL"}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_setting_the_chart_writes_is_one_the_server_reads(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.settings import Settings
+
+    _, container = server(render_objects("inf2.xlarge", env, "sd21-serving.auth.tokens.ci=abcdefghijklmnop0123"))
+    written = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("SD_")}
+    unknown = {name for name in written if name[3:].lower() not in Settings.model_fields} - CLI_SETTINGS
+    assert not unknown, f"the chart sets settings the server does not have: {unknown}"
+    for name, value in written.items():
+        monkeypatch.setenv(name, value)
+    read = Settings()  # a value the server cannot parse (e.g. 1.048576e+06 for an int) raises here
+    assert read.max_body_bytes == 1_048_576 and read.max_connections == 512
+
+
+def test_api_tokens_from_the_charts_secret_reach_the_server_and_prometheus() -> None:
+    objects = render_objects(
+        "inf2.xlarge", "prod", "sd21-serving.auth.existingSecret=", "sd21-serving.auth.protectMetrics=true",
+        "sd21-serving.auth.tokens.prometheus=scrape-token-0123456789", "sd21-serving.auth.tokens.team-a=t0ken-of-team-a-xyz",
+    )  # fmt: skip
+    secret = find(objects, "Secret", "sd21-serving-api-tokens")
+    assert secret["stringData"] == {"prometheus": "scrape-token-0123456789", "team-a": "t0ken-of-team-a-xyz"}
+    pod, container = server(objects)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = {m["name"]: m for m in container["volumeMounts"]}["api-tokens"]
+    assert env["SD_API_TOKENS_DIR"] == mount["mountPath"] and mount["readOnly"] is True and "subPath" not in mount
+    assert env["SD_METRICS_REQUIRE_TOKEN"] == "true"
+    volume = {v["name"]: v for v in pod["volumes"]}["api-tokens"]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    endpoint = find(objects, "ServiceMonitor", "sd21-serving")["spec"]["endpoints"][0]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": secret["metadata"]["name"], "key": "prometheus"},
+    }
+
+
+def test_prod_requires_tokens_from_an_existing_secret() -> None:
+    objects = render_objects("inf2.xlarge", "prod")
+    assert not [o for o in objects if o["kind"] == "Secret" and "api-tokens" in o["metadata"]["name"]]
+    pod, container = server(objects)
+    assert {v["name"]: v for v in pod["volumes"]}["api-tokens"]["secret"]["secretName"] == "eks-neuron-api-tokens"
+    assert {"SD_API_TOKENS_DIR", "SD_METRICS_REQUIRE_TOKEN"} <= {e["name"] for e in container["env"]}
+    plain = server(render_objects("inf2.xlarge", "dev", "sd21-serving.auth.enabled=false"))[1]
+    assert not {"SD_API_TOKENS_DIR", "SD_METRICS_REQUIRE_TOKEN"} & {e["name"] for e in plain["env"]}
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (["sd21-serving.auth.enabled=true"], "auth.enabled needs tokens"),
+        (
+            ["sd21-serving.auth.enabled=true", "sd21-serving.auth.protectMetrics=true",
+             "sd21-serving.auth.tokens.ci=abcdefghijklmnop0123"],
+            'auth.protectMetrics has Prometheus present the token "prometheus", which auth.tokens lacks',
+        ),
+        (["sd21-serving.auth.tokens.ci=short"], "sd21-serving.auth.tokens.ci"),
+        (["sd21-serving.auth.tokens.ci=has spaces in it, many"], "sd21-serving.auth.tokens.ci"),
+    ],
+)  # fmt: skip
+def test_auth_settings_that_cannot_work_are_refused(settings: list[str], message: str) -> None:
+    with pytest.raises(NchartError) as caught:
+        render_objects("inf2.xlarge", "dev", *settings)
+    assert message in caught.value.message
+
+
+def test_a_neuron_device_group_reaches_the_nodes_and_the_pods() -> None:
+    objects = render_objects("inf2.xlarge", "prod", *COMPILE_JOB, "sd21-serving.neuron.deviceGroupId=1500")
+    pod, _ = server(objects)
+    assert pod["securityContext"]["supplementalGroups"] == [1500]
+    job = find(objects, "Job", "sd21-serving-compile")["spec"]["template"]["spec"]
+    assert job["securityContext"]["supplementalGroups"] == [1500]
+    user_data = find(objects, "EC2NodeClass", "")["spec"]["userData"]
+    assert "groupadd --system --gid 1500 neuron" in user_data
+    assert 'KERNEL=="neuron*", GROUP="neuron", MODE="0660"' in user_data
+    # 0 (the default): the devices keep their mode, and nothing is added.
+    default = render_objects("inf2.xlarge", "prod", *COMPILE_JOB)
+    assert "supplementalGroups" not in server(default)[0]["securityContext"]
+    assert "udev" not in find(default, "EC2NodeClass", "")["spec"].get("userData", "")

@@ -34,6 +34,7 @@ from tests.support.stack import (
     RELEASE,
     SERVING,
     SERVING_NAMESPACE,
+    api_token_headers,
     deployment_replicas,
     install_release,
     karpenter_nodes,
@@ -67,6 +68,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
         install_release(cluster, values, workdir)
         start_my_scheduler(cluster, workdir)
         wait_for(lambda: running_serving_pods(cluster, MIN_REPLICAS), f"{MIN_REPLICAS} serving replicas Running")
+        # prod turns on bearer tokens from an existing Secret: the operator creates it, the pods mount it.
+        api_token_headers(cluster, values)
         play_serving_pods(cluster, tiny_model_dir)
         yield cluster
 
@@ -260,7 +263,11 @@ def test_karpenter_gives_the_replicas_allowed_neuron_nodes_they_tolerate(stack: 
 def test_load_scales_out_through_keda_and_karpenter_and_back_in(stack: LocalCluster) -> None:
     urls = played_serving_urls(stack)
     assert len(urls) == MIN_REPLICAS
-    with load(urls, concurrency=8) as statuses:
+    headers = api_token_headers(stack, release_values(INSTANCE, "prod", *TEST_SETTINGS))
+    assert headers, "prod serves with bearer tokens"
+    refused = httpx.post(f"{urls[0]}/v1/images/generations", json={"prompt": "no token"}, timeout=60)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+    with load(urls, concurrency=8, headers=headers) as statuses:
 
         def scaled_out() -> int | Pending:
             replicas = deployment_replicas(stack)

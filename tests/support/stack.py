@@ -10,8 +10,10 @@ stops them all by PID, after a test or by `make demo-down`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import secrets
 import sys
 import threading
 from collections.abc import Iterator
@@ -193,15 +195,35 @@ def karpenter_nodes(cluster: LocalCluster) -> list[dict[str, Any]]:
     return list(nodes["items"])
 
 
+def api_token_headers(cluster: LocalCluster, values: dict[str, Any]) -> dict[str, str]:
+    """The headers that present a token of the Secret the release's values reference
+    (sd21-serving.auth.existingSecret), creating the Secret with one token first, as an operator would
+    (`kubectl create secret generic`), when it is not there yet. No headers when the release has no auth
+    or makes its own Secret."""
+    auth = values.get("sd21-serving", {}).get("auth", {})
+    if not auth.get("enabled") or not auth.get("existingSecret"):
+        return {}
+    name = auth["existingSecret"]
+    found = run_tool(cluster, "kubectl", "get", "secret", name, "-n", SERVING_NAMESPACE, "-o", "json", check=False)
+    if found.returncode == 0:
+        data = json.loads(found.stdout)["data"]
+        token = base64.b64decode(data[min(data)]).decode()
+    else:
+        token = secrets.token_urlsafe(32)
+        create = ["create", "secret", "generic", name, "-n", SERVING_NAMESPACE, f"--from-literal=load-test={token}"]
+        run_tool(cluster, "kubectl", *create)
+    return {"Authorization": f"Bearer {token}"}
+
+
 @contextlib.contextmanager
-def load(urls: list[str], concurrency: int) -> Iterator[list[int]]:
+def load(urls: list[str], concurrency: int, headers: dict[str, str] | None = None) -> Iterator[list[int]]:
     """`concurrency` clients per server sending generation requests back to back until the block ends;
     yields the list of status codes seen."""
     statuses: list[int] = []
     stop = threading.Event()
 
     def client(url: str) -> None:
-        with httpx.Client(timeout=120) as http:
+        with httpx.Client(timeout=120, headers=headers) as http:
             while not stop.is_set():
                 try:
                     response = http.post(f"{url}/v1/images/generations", json={"prompt": "a lighthouse", "steps": 20})

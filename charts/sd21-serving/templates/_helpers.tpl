@@ -126,3 +126,8 @@ command: {{ toJson $command }}
 nodeSelector: {{ toJson $nodeSelector }}
 tolerations: {{ toJson (concat $tolerations $job.tolerations) }}
 {{- end }}
+
+{{- /* The Secret the server reads its bearer tokens from: auth.existingSecret, or the chart's own. */}}
+{{- define "sd21-serving.apiTokensSecret" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-api-tokens" (include "eks-neuron-lib.fullname" .) | trunc 253) -}}
+{{- end }}

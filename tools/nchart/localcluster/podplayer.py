@@ -5,7 +5,9 @@ gave the pod's container (its SD_* settings), and routes the pod's address to it
 
 Two settings cannot be the pod's here, and are replaced: the model directory (the pod's initContainer
 fetches SD 2.1 from S3; here a local pipeline, e.g. `eks-neuron-serve build-random-model`) and the
-backend (no Neuron device: `cpu`). The process is recorded in the cluster's state like its other
+backend (no Neuron device: `cpu`). A setting naming a directory a Secret is mounted at (the API tokens)
+gets the Secret's keys written into a folder of the cluster's state, as the kubelet mounts them; a Secret
+that does not exist stops the play, as the kubelet holds such a pod in ContainerCreating. The process is recorded in the cluster's state like its other
 processes, so `nchart cluster down` stops it.
 """
 
@@ -22,6 +24,8 @@ from .processes import ProcessRecord, free_port
 
 SERVER_CONTAINER = "server"
 REPLACED = {"SD_MODEL_DIR", "SD_BACKEND", "SD_HOST", "SD_PORT"}
+# Settings that name a directory the pod mounts from a volume.
+MOUNTED_DIRECTORIES = ("SD_API_TOKENS_DIR",)
 
 
 def serve_command() -> str:
@@ -72,8 +76,44 @@ def play_serving_pod(cluster: Any, pod: Any, model_dir: Path) -> tuple[ProcessRe
         "SD_LOG_LEVEL": "warning",
     }
     name = f"pod-{pod.metadata.namespace}-{pod.metadata.name}"
+    for setting in MOUNTED_DIRECTORIES:
+        if setting in env:
+            env[setting] = str(mount_secret(cluster, pod, container, env[setting], cluster.state_dir / name / setting))
     record = cluster.start_recorded(name, [serve_command(), "serve", "--host", "127.0.0.1", "--port", str(port)], env)
     cluster.save_state()
     local = f"127.0.0.1:{port}"
     write_route(cluster.pod_routes, f"{pod.status.pod_ip}:{http_port(container)}", local)
     return record, f"http://{local}"
+
+
+def mount_secret(cluster: Any, pod: Any, container: Any, mount_path: str, folder: Path) -> Path:
+    """The Secret volume the container mounts at `mount_path`, written into `folder` (one file per key,
+    mode 0400) as the kubelet would mount it."""
+    import base64
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    mount = next((m for m in container.volume_mounts or [] if m.mount_path == mount_path), None)
+    volume = next((v for v in pod.spec.volumes or [] if mount is not None and v.name == mount.name), None)
+    if volume is None or volume.secret is None:
+        raise NchartError(f"pod {pod.metadata.name} mounts no Secret at {mount_path}", ExitCode.FAILURE)
+    secret_name = volume.secret.secret_name
+    with cluster.api_client() as api:
+        try:
+            secret = client.CoreV1Api(api).read_namespaced_secret(secret_name, pod.metadata.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            raise NchartError(
+                f"pod {pod.metadata.name} mounts Secret {pod.metadata.namespace}/{secret_name}, which does not "
+                "exist (the kubelet would hold the pod in ContainerCreating): create it first",
+                ExitCode.FAILURE,
+            ) from None
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, value in (secret.data or {}).items():
+        path = folder / key
+        path.unlink(missing_ok=True)  # a replay rewrites it; the old copy is read-only
+        path.write_bytes(base64.b64decode(value))
+        path.chmod(0o400)
+    return folder
