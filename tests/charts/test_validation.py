@@ -108,3 +108,13 @@ def test_values_the_api_server_would_refuse_are_refused_with_their_key() -> None
         "sd21-serving.podLabels: 'team/a/b' is not a label or annotation key"
         in render_error("sd21-serving.podLabels.team/a/b=x").message
     )
+
+
+def test_patterns_are_read_as_helm_reads_them() -> None:
+    # RE2's \s is ASCII: a schedule spaced with U+00A0 passes Python's re but not helm's check.
+    assert (
+        "sd21-serving.karpenter.disruption.budgets.0.schedule: '0\\xa00\\xa00\\xa00\\xa00' does not match"
+        in render_error("sd21-serving.karpenter.disruption.budgets[0].schedule=0\u00a00\u00a00\u00a00\u00a00",
+                        "sd21-serving.karpenter.disruption.budgets[0].duration=1h",
+                        "sd21-serving.karpenter.disruption.budgets[0].nodes=10%").message
+    )  # fmt: skip

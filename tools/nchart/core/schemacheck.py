@@ -61,12 +61,22 @@ def _describe(error: Any) -> str:
     return f"{path or '(top level)'}: {error.message}"
 
 
+def _go_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterable[Any]:
+    """`pattern` as helm's Go regexp reads it: \\s, \\d, \\w and \\b are ASCII there (RE2), where Python's
+    re also takes other Unicode spaces, digits and letters; so a value helm refuses is refused here too."""
+    from jsonschema import ValidationError
+
+    if validator.is_type(instance, "string") and not re.search(pattern, instance, re.ASCII):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 def check_sources(project: Project, sources: Iterable[ValuesSource]) -> list[str]:
     """Problems found in each layer, as 'origin: key: what is wrong' lines."""
     import jsonschema  # imported here: only checks pay for it
 
     schema = _drop_required(combined_schema(project))
-    validator = jsonschema.validators.validator_for(schema)(schema)  # the draft the schemas declare (7)
+    draft = jsonschema.validators.validator_for(schema)  # the draft the schemas declare (7)
+    validator = jsonschema.validators.extend(draft, {"pattern": _go_pattern})(schema)
     problems = []
     for source in sources:
         for error in sorted(validator.iter_errors(source.values), key=lambda e: list(map(str, e.absolute_path))):
