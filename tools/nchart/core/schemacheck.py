@@ -76,7 +76,7 @@ def check_sources(project: Project, sources: Iterable[ValuesSource]) -> list[str
 
     schema = _drop_required(combined_schema(project))
     draft = jsonschema.validators.validator_for(schema)  # the draft the schemas declare (7)
-    validator = jsonschema.validators.extend(draft, {"pattern": _go_pattern})(schema)
+    validator = jsonschema.validators.extend(draft, {"pattern": _go_pattern})(schema)  # type: ignore[no-untyped-call]
     problems = []
     for source in sources:
         for error in sorted(validator.iter_errors(source.values), key=lambda e: list(map(str, e.absolute_path))):
