@@ -133,7 +133,7 @@ e2e: install-serving cluster-tools
 	$(VENV)/bin/python -m pytest -m e2e
 
 # The values fuzz at length (README: "Values fuzzing"): DRAWS draws (2000) from SEED (a new one each
-# run unless given; `make test` runs 150 from a fixed one).
+# run unless given; `make test` runs 200 from a fixed one).
 fuzz-values: install cluster-tools
 	VALUES_FUZZ_DRAWS=$(or $(DRAWS),2000) VALUES_FUZZ_SEED=$(or $(SEED),$$(date +%s)) \
 	  $(VENV)/bin/python -m pytest -s -q tests/e2e/test_values_fuzz.py -k schema_accepts

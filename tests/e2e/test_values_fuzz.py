@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from nchart.localcluster.cluster import LocalCluster
 from tests.support.values_fuzz import Draw, ServerJudge, draws, schema_root, sibling_groups, user_leaves
 
-DRAWS = int(os.environ.get("VALUES_FUZZ_DRAWS", "150"))
+DRAWS = int(os.environ.get("VALUES_FUZZ_DRAWS", "200"))
 SEED = int(os.environ.get("VALUES_FUZZ_SEED", "20261128"))
 INSTANCE = "inf2.xlarge"
 ENVS: list[str | None] = [None, "dev", "staging", "prod"]
