@@ -41,7 +41,7 @@ DASHBOARDS = ("sd21-serving", "neuron-scheduler")
 # What cannot run on this machine, left out with the reason said on screen.
 NO_INGRESS = "sd21-serving.ingress.enabled=false"
 SKIPPED_CHECKS = ("grafana-dashboards",)
-STEPS = 10
+STEPS = 11
 
 
 class Steps:
@@ -231,6 +231,7 @@ def run(state_dir: Path) -> int:
     print(f"  Prometheus      {cluster.prometheus_url}    (the operator's configuration; try /targets)")
     for pod, url in played.items():
         print(f"  model server    {url}    plays {SERVING_NAMESPACE}/{pod} (POST /generate, /v1/images/generations)")
+    print(f"  API token       {headers['Authorization']}    (send it as that header; without it: 401)")
     print(f"  image           {image}")
     print(f"  logs            {cluster.logs_dir}/")
     print("  look around     kubectl get nodes,pods -A; kubectl get nodeclaims,scaledobjects,hpa -A")
