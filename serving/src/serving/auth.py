@@ -112,9 +112,10 @@ class BearerAuth:
         # RFC 6750 section 3: no credentials get the bare challenge; a wrong token gets error="invalid_token".
         if presented is None:
             challenge, message = f'Bearer realm="{REALM}"', "this server needs a bearer token (Authorization: Bearer …)"
+            code = "missing_api_key"
         else:
             challenge, message = f'Bearer realm="{REALM}", error="invalid_token"', "the bearer token is not valid"
-        code = "missing_api_key" if presented is None else "invalid_api_key"
+            code = "invalid_api_key"
         # The OpenAI API's answer to a missing or wrong key, so its clients report it as such.
         refusal = error_response(401, "invalid_request_error", message, {"WWW-Authenticate": challenge}, code=code)
         await refusal(scope, receive, send)

@@ -20,7 +20,7 @@ from prometheus_client import Gauge
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .auth import ASGIApp, Message, Receive, Scope, Send
-from .routes import error_response
+from .routes import error_body, error_response
 from .settings import Settings
 
 
@@ -45,7 +45,7 @@ class ClientLimits:
 
 def _raw_error(status: int, reason: str, kind: str, message: str) -> bytes:
     """A whole HTTP/1.1 response with the API's error body, for answers written before there is a request."""
-    body = json.dumps({"error": {"type": kind, "message": message, "param": None, "code": None}}).encode()
+    body = json.dumps(error_body(kind, message)).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"

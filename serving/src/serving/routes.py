@@ -127,8 +127,12 @@ def error_response(
     code: str | None = None,
 ) -> JSONResponse:
     """The one error body of the API, in the OpenAI API's shape: {"error": {"type", "message", "param", "code"}}."""
-    body = {"error": {"type": kind, "message": message, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(kind, message, param, code), status_code=status, headers=headers)
+
+
+def error_body(kind: str, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """The API's error object (error_response's body, also written raw before there is a request)."""
+    return {"error": {"type": kind, "message": message, "param": param, "code": code}}
 
 
 def _server(request: Request) -> Server:
