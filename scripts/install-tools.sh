@@ -29,6 +29,9 @@ tools=(
   "kube-score|github.com/zegl/kube-score/cmd/kube-score|v1.20.0|-s -w"
   # Checks .github/workflows (with shellcheck from Debian over their run: scripts).
   "actionlint|github.com/rhysd/actionlint/cmd/actionlint|v1.7.12|-s -w"
+  # Decides offline, from the rendered NetworkPolicies alone, which pod may reach which (the
+  # connectivity matrix test); it evaluates policies as the API defines them, without a CNI.
+  "cyclonus|github.com/mattfenwick/cyclonus/cmd/cyclonus|v0.5.6|-s -w"
 )
 
 # terraform: the one on PATH when there is one (>= 1.5); otherwise the last MPL release, which the

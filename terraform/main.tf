@@ -29,6 +29,9 @@ module "vpc" {
   # /20 private subnets leave room for many pods per Neuron node (VPC CNI: one IP per pod).
   private_subnets = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, i)]
   public_subnets  = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 8, 48 + i)]
+  # Internal load balancers get subnets of their own (no route out: an ALB needs none), so that the
+  # serving NetworkPolicy can admit the ALB's addresses without admitting every pod of the VPC.
+  intra_subnets = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 8, 52 + i)]
 
   enable_nat_gateway     = true
   single_nat_gateway     = var.environment != "prod"
@@ -41,8 +44,11 @@ module "vpc" {
   public_subnet_tags = {
     "kubernetes.io/role/elb" = 1
   }
-  private_subnet_tags = {
+  # The AWS Load Balancer Controller places internal load balancers in the subnets tagged so.
+  intra_subnet_tags = {
     "kubernetes.io/role/internal-elb" = 1
+  }
+  private_subnet_tags = {
     # Karpenter's EC2NodeClass finds subnets by this tag.
     "karpenter.sh/discovery" = var.cluster_name
   }

@@ -54,3 +54,8 @@ output "prometheus_remote_write_url" {
   description = "Amazon Managed Prometheus remote-write URL (amazon-managed backend); empty otherwise."
   value       = try("${aws_prometheus_workspace.this[0].prometheus_endpoint}api/v1/remote_write", "")
 }
+
+output "load_balancer_subnet_cidrs" {
+  description = "CIDRs of the subnets internal load balancers sit in: the sources the serving NetworkPolicy admits (ALB ip targets)."
+  value       = module.vpc.intra_subnets_cidr_blocks
+}

@@ -118,3 +118,24 @@ def test_patterns_are_read_as_helm_reads_them() -> None:
                         "sd21-serving.karpenter.disruption.budgets[0].duration=1h",
                         "sd21-serving.karpenter.disruption.budgets[0].nodes=10%").message
     )  # fmt: skip
+
+
+def test_network_policy_cidrs_are_checked_at_render() -> None:
+    on = ("global.networkPolicy.enabled=true", "sd21-serving.enabled=true", "sd21-serving.ingress.enabled=true")
+    # The schema: not a CIDR at all.
+    assert (
+        "sd21-serving.networkPolicy.ingressCIDRs.0: '10.30.52.0' is not an IPv4 CIDR block"
+        in render_error(*on, "sd21-serving.networkPolicy.ingressCIDRs[0]=10.30.52.0").message
+    )
+    # The template: bits past the prefix, which the API server would only warn about.
+    message = render_error(*on, "sd21-serving.networkPolicy.ingressCIDRs[0]=10.30.52.1/24").message
+    assert '"10.30.52.1/24" has address bits set past its /24 prefix' in message
+    assert "write 10.30.52.0/24 (the block) or 10.30.52.1/32 (the one address)" in message
+    message = render_error(*on, "sd21-serving.networkPolicy.egress.httpsCIDRs[0]=52.216.0.0/8").message
+    assert "sd21-serving.networkPolicy.egress.httpsCIDRs" in message and "write 52.0.0.0/8" in message
+    # An Ingress the policy would keep the load balancer from.
+    message = render_error(*on).message
+    assert "networkPolicy.ingressCIDRs is empty, so the load balancer could not reach the server" in message
+    objects = render_objects("inf2.xlarge", "dev", *on, "sd21-serving.networkPolicy.ingressCIDRs[0]=10.30.52.0/24")
+    serving = find(objects, "NetworkPolicy", "sd21-serving")
+    assert {"ipBlock": {"cidr": "10.30.52.0/24"}} in serving["spec"]["ingress"][0]["from"]

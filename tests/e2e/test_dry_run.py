@@ -14,8 +14,18 @@ from tests.support.charts import ENVS, INSTANCES, render_text
 from tests.support.cluster import Pending, run_tool, wait_for
 
 
-def documents(instance: str, env: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(render_text(instance, env)) if d]
+def documents(instance: str, env: str, *sets: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(render_text(instance, env, *sets)) if d]
+
+
+# Renders beside the environments' own: every NetworkPolicy (the compile Job's only exists with the Job).
+EXTRA_RENDERS = {
+    "prod-with-compile-job": (
+        "prod",
+        "sd21-serving.compileJob.enabled=true",
+        "sd21-serving.compileJob.sourceS3Uri=s3://models/sd21/source.tar.gz",
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +64,23 @@ def chart_namespaces(cluster: LocalCluster) -> Iterator[None]:
 @pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("instance", INSTANCES)
 def test_server_side_dry_run_is_clean(cluster: LocalCluster, chart_namespaces: None, env: str, instance: str) -> None:
+    assert_dry_run_clean(cluster, instance, env)
+
+
+@pytest.mark.parametrize("name", EXTRA_RENDERS)
+def test_server_side_dry_run_of_the_opt_in_objects_is_clean(
+    cluster: LocalCluster, chart_namespaces: None, name: str
+) -> None:
+    env, *sets = EXTRA_RENDERS[name]
+    objects = documents("inf2.8xlarge", env, *sets)
+    assert any(o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-compile") for o in objects)
+    assert_dry_run_clean(cluster, "inf2.8xlarge", env, *sets)
+
+
+def assert_dry_run_clean(cluster: LocalCluster, instance: str, env: str, *sets: str) -> None:
     # Hooks (the helm test pod and its account) are created by `helm test`, not by an install; the
     # release tests create them for real.
-    objects = [d for d in documents(instance, env) if "helm.sh/hook" not in d["metadata"].get("annotations", {})]
+    objects = [d for d in documents(instance, env, *sets) if "helm.sh/hook" not in d["metadata"].get("annotations", {})]
     result = run_tool(
         cluster,
         "kubectl",

@@ -140,6 +140,12 @@ def test_init_plan_apply_feed_outputs_back_into_the_values(project_copy: Project
     assert overlay["sd21-serving"]["model"]["s3Uri"] == "s3://eks-neuron-prod-models/sd21-512/model.tar.gz"
     # The in-cluster Grafana (the default backend) is opened by port-forward: no URL.
     assert overlay["global"]["monitoring"] == {"grafanaUrl": ""}
+    # The load balancers' subnets, which the serving NetworkPolicy admits; the environment file's
+    # stand-in figures are the same subnets, so a render before the first apply admits them too.
+    cidrs = ["10.30.52.0/24", "10.30.53.0/24", "10.30.54.0/24"]
+    assert overlay["sd21-serving"]["networkPolicy"] == {"ingressCIDRs": cidrs}
+    prod_file = yaml.safe_load((project_copy.root / "values/prod.yaml").read_text())
+    assert prod_file["sd21-serving"]["networkPolicy"]["ingressCIDRs"] == cidrs
     # The state is the environment's own workspace.
     state = fixture_module / "terraform.tfstate.d/prod/terraform.tfstate"
     assert json.loads(state.read_text())["outputs"]["cluster_name"]["value"] == "eks-neuron-prod"
@@ -149,6 +155,13 @@ def test_init_plan_apply_feed_outputs_back_into_the_values(project_copy: Project
     objects = parse_manifests(
         render(project_copy, value_sources(project_copy, resolve_instance("inf2.xlarge"), "prod"))
     )
+    policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
+    admitted = [
+        peer["ipBlock"]["cidr"]
+        for peer in policies["eks-neuron-sd21-serving"]["spec"]["ingress"][0]["from"]
+        if "ipBlock" in peer
+    ]
+    assert admitted == cidrs
     accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
     assert accounts["eks-neuron-neuron-problem-detector"]["metadata"]["annotations"][
         "eks.amazonaws.com/role-arn"

@@ -46,6 +46,7 @@ OVERLAY_OUTPUTS = (
     "recovery_role_arn",
     "karpenter_node_role_name",
     "grafana_url",
+    "load_balancer_subnet_cidrs",
 )
 # What terraform prints when it cannot reach the registry for providers or modules.
 _REGISTRY_FAILURE = re.compile(
@@ -198,6 +199,7 @@ def overlay_from_outputs(outputs: dict[str, Any], values: Values) -> Values:
             "serviceAccount": {"iamRoleArn": value["serving_role_arn"]},
             "model": {"s3Uri": f"s3://{value['model_bucket_name']}/{key}"},
             "karpenter": {"nodeClass": {"role": value["karpenter_node_role_name"]}},
+            "networkPolicy": {"ingressCIDRs": list(value["load_balancer_subnet_cidrs"])},
         },
     }
 

@@ -131,3 +131,9 @@ tolerations: {{ toJson (concat $tolerations $job.tolerations) }}
 {{- define "sd21-serving.apiTokensSecret" -}}
 {{- .Values.auth.existingSecret | default (printf "%s-api-tokens" (include "eks-neuron-lib.fullname" .) | trunc 253) -}}
 {{- end }}
+
+{{/* The compile Job's pod labels: apart from the server's, so that neither's selectors take the other. */}}
+{{- define "sd21-serving.compilePodLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-compile" (include "eks-neuron-lib.name" .) | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+{{- end }}

@@ -20,6 +20,7 @@ PRINTABLE_PATTERN = "^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]*$"
 _LABEL = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _NAME = "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _SUBDOMAIN = f"{_LABEL}(\\.{_LABEL})*"
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
 
 FORMATS: dict[str, dict[str, Any]] = {
     "dns-label": {"pattern": f"^({_LABEL})?$", "maxLength": 63},
@@ -37,6 +38,9 @@ FORMATS: dict[str, dict[str, Any]] = {
     "data-key": {"pattern": "^[-._a-zA-Z0-9]{1,253}$", "maxLength": 253},
     # An Ingress rule's host: a DNS subdomain, or one with a leading `*.` wildcard.
     "ingress-host": {"pattern": f"^((\\*\\.)?{_SUBDOMAIN})?$", "maxLength": 253},
+    # An IPv4 CIDR block in the form the API server takes without a warning (no leading zeros); the
+    # charts' templates also refuse address bits set past the prefix, which no pattern can say.
+    "ipv4-cidr": {"pattern": f"^{_OCTET}(\\.{_OCTET}){{3}}/(3[0-2]|[12][0-9]|[0-9])$", "maxLength": 18},
 }
 
 FORMAT_WORDS: dict[str, str] = {
@@ -52,6 +56,7 @@ FORMAT_WORDS: dict[str, str] = {
     "ingress-host": "a host name (a DNS-1123 subdomain, optionally after '*.'), or empty for any host",
     "data-key": "a Secret key (at most 253 letters, digits, '-', '_' or '.')",
     "label-value": "a label value (at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)",
+    "ipv4-cidr": "an IPv4 CIDR block (a.b.c.d/prefix, each number without leading zeros)",
 }
 
 

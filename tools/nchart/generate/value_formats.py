@@ -41,6 +41,11 @@ KUBERNETES_OBJECTS: dict[str, tuple[str, bool]] = {
     "extraEnv": ("io.k8s.api.core.v1.EnvVar", True),
     "imagePullSecrets": ("io.k8s.api.core.v1.LocalObjectReference", True),
     "updateStrategy": ("io.k8s.api.apps.v1.DaemonSetUpdateStrategy", False),
+    "extraIngressFrom": ("io.k8s.api.networking.v1.NetworkPolicyPeer", True),
+    "dnsPeer": ("io.k8s.api.networking.v1.NetworkPolicyPeer", False),
+    "egress.extraRules": ("io.k8s.api.networking.v1.NetworkPolicyEgressRule", True),
+    "namespaceSelector": ("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector", False),
+    "podSelector": ("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector", False),
 }
 
 # key -> (CRD schema file under ci/crd-schemas, the field's path in it; `[]` steps into list items)
@@ -97,6 +102,8 @@ STRING_FORMATS: dict[str, str] = {
     "driverName": "dns-subdomain",
     "auth.existingSecret": "dns-subdomain",
     "auth.metricsTokenKey": "data-key",
+    "ingressCIDRs": "ipv4-cidr",
+    "httpsCIDRs": "ipv4-cidr",
 }
 
 # The CRDs' CEL rules (x-kubernetes-validations) inside a copied field, as JSON Schema: a rule not listed
@@ -110,7 +117,7 @@ CEL_RULES: dict[str, dict[str, Any]] = {
 
 # Maps matched by their own name: label maps (keys qualified names, values label values) and
 # annotation maps (keys qualified names).
-LABEL_MAPS = ("commonLabels", "podLabels", "labels", "nodeSelector", "matchLabels")
+LABEL_MAPS = ("commonLabels", "podLabels", "labels", "nodeSelector", "matchLabels", "clientPodLabels")
 ANNOTATION_MAPS = ("annotations", "podAnnotations")
 # Maps that become a Secret's data: keys are Secret keys.
 SECRET_DATA_MAPS = ("auth.tokens",)
@@ -158,7 +165,7 @@ class ValueFormats:
 
     def _walk(self, schema: dict[str, Any], path: tuple[str, ...], used: set[str]) -> dict[str, Any]:
         described = {k: v for k, v in schema.items() if k in ("description", "default")}
-        kubernetes = KUBERNETES_OBJECTS.get(path[-1]) if path else None
+        kubernetes = _lookup(KUBERNETES_OBJECTS, path) if path else None
         if kubernetes:
             definition, many = kubernetes
             used.add(definition)

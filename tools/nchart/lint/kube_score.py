@@ -12,7 +12,7 @@ from .report import LintReport, LintRun
 KUBE_SCORE_NOT_APPLIED = {
     "container-image-pull-policy": "images are pinned to release tags, pulled IfNotPresent: Always would make every start depend on the registry",
     "container-ephemeral-storage-request-and-limit": "root filesystems are read-only where the image allows and writable volumes are emptyDirs with a sizeLimit",
-    "pod-networkpolicy": "NetworkPolicies need a CNI that enforces them (the VPC CNI only with its network policy agent on); the platform owns them",
+    "pod-networkpolicy": "the charts' NetworkPolicies cover every pod that listens (on in staging and prod, off in dev) and tests/charts/test_network_policies.py checks what they allow; pods that listen on nothing (the device plugin, the helm test pod) and the host-network DRA driver, which no policy applies to, have none",
     "pod-probes-identical": "each component serves one health endpoint (kube-scheduler's /healthz, as its own manifests probe it)",
 }
 KUBE_SCORE_CRITICAL = 1
