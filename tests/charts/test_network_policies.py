@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.charts import render_objects
-from tests.support.netpol import CYCLONUS, Flow, Peer, Port, allowed_flows, matrix_table, rendered_pods
-
-pytestmark = pytest.mark.skipif(not CYCLONUS.exists(), reason="cyclonus is built by `make tools`")
+from tests.support.netpol import Flow, Peer, Port, allowed_flows, matrix_table, rendered_pods
 
 # The compile Job on too, so that its pods are in the matrix.
 WITH_COMPILE = (

@@ -96,6 +96,7 @@ def flows_to_query(peers: list[Peer]) -> list[tuple[Peer, Peer, Port]]:
 
 def allowed_flows(policies: list[dict[str, Any]], peers: list[Peer]) -> dict[Flow, bool]:
     """Each flow between the peers, allowed or not, as cyclonus decides under `policies`."""
+    assert CYCLONUS.is_file(), "cyclonus missing: run `make tools`"
     queries = flows_to_query(peers)
     traffic = [
         {
