@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from serving.batching import HOLD_FRACTION, Batcher, BatchPolicy
+from serving.batching import HOLD_FRACTION, Batcher, BatchPolicy, RequestTimedOut
 from serving.metrics import ServerMetrics
 from serving.pipeline import BatchKey, ImageRequest
 
@@ -168,6 +168,10 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    async def sleep_until(self, until: float) -> None:
+        while self.now < until:
+            await asyncio.sleep(0.001)
+
 
 @pytest.fixture
 def model() -> Any:
@@ -222,3 +226,52 @@ def test_batcher_never_holds_on_an_idle_server(model: Any) -> None:
 
     assert asyncio.run(scenario()) == "image of lone"
     assert model.calls == [["lone"]]
+
+
+def test_a_hold_ends_when_the_batchers_clock_says(model: Any) -> None:
+    """The hold is timed on the injected clock: real time passing ends nothing, the clock reaching the
+    end of the hold does (with time.monotonic, the two are the same)."""
+    clock = FakeClock()
+
+    async def scenario() -> str:
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        batcher = Batcher(
+            model, ServerMetrics(), 8, max_wait_s=1.0, max_queue=8, executor=executor, clock=clock,
+            sleep_until=clock.sleep_until,
+        )  # fmt: skip
+        # A batch of two that took 4 s finished just now: a hold lasts min(1 s, 25% of 4 s) = 1 s.
+        batcher.policy.finished(clock.now, 2, 4.0)
+        batcher.start()
+        lone = asyncio.create_task(batcher.submit(BatchKey(2, 7.5), ImageRequest("a", "", 1), timeout_s=60))
+        await asyncio.sleep(1.5)  # more than the hold in this machine's seconds: the clock has not moved
+        assert model.calls == []
+        clock.now += 1.0
+        result: str = await lone
+        await batcher.close()
+        executor.shutdown()
+        return result
+
+    assert asyncio.run(scenario()) == "image of a"
+    assert model.calls == [["a"]]
+
+
+def test_a_request_times_out_when_the_batchers_clock_says(model: Any) -> None:
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        batcher = Batcher(
+            model, ServerMetrics(), 8, max_wait_s=0.0, max_queue=8, executor=executor, clock=clock,
+            sleep_until=clock.sleep_until,
+        )  # fmt: skip
+        # Not started: the request waits in the queue until its timeout.
+        waiting = asyncio.create_task(batcher.submit(BatchKey(2, 7.5), ImageRequest("a", "", 1), timeout_s=5))
+        await asyncio.sleep(0.2)  # this machine's time passing times nothing out
+        assert not waiting.done() and batcher.queue_depth == 1
+        clock.now += 5.0
+        with pytest.raises(RequestTimedOut):
+            await waiting
+        assert batcher.queue_depth == 0  # its slot is given back
+        executor.shutdown()
+
+    asyncio.run(scenario())

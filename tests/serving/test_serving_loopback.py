@@ -83,8 +83,10 @@ async def post_many(base: str, bodies: list[dict[str, Any]]) -> list[httpx.Respo
 
 def test_two_clients_out_of_phase_are_paired(tiny_model_dir: Path) -> None:
     """Client B's request queues while A's runs alone. When A's batch ends, the batch is held open for
-    A's next request (A sends it as soon as its image arrives): B and A' share one batch."""
-    model = GatedModel(batch_seconds=10.0)  # batches "take" 10 s: a hold may last 2.5 s
+    A's next request (A sends it as soon as its image arrives): B and A' share one batch. The hold may
+    last 2.5 s of the model's clock (batches "take" 10 s), which stands still until the next batch: it
+    ends when A' arrives, however long this machine takes to send it."""
+    model = GatedModel(batch_seconds=10.0)
     with uvicorn_server(model.app(tiny_model_dir, max_batch_size=4, max_batch_wait_ms=10_000)) as base:
         asyncio.run(wait_ready(base))
 
@@ -156,7 +158,9 @@ def test_overload_answers_429_with_retry_after(tiny_model_dir: Path) -> None:
 
 
 def test_timeout_answers_504_and_frees_the_slot(tiny_model_dir: Path) -> None:
-    model = GatedModel()
+    # Timeouts run on the model's clock, which the test moves: the requests time out when it says, and
+    # the last one is served however slowly this machine runs it (batches take no clock time).
+    model = GatedModel(batch_seconds=0.0)
     with uvicorn_server(model.app(tiny_model_dir, max_batch_size=1, max_queue=1, request_timeout_s=3)) as base:
         asyncio.run(wait_ready(base))
 
@@ -167,6 +171,8 @@ def test_timeout_answers_504_and_frees_the_slot(tiny_model_dir: Path) -> None:
                 running = asyncio.create_task(client.post(ROUTE, json={"prompt": "slow", "steps": 2}))
                 await wait_metric(client, "sd_inflight_requests", 1)
                 queued = asyncio.create_task(client.post(ROUTE, json={"prompt": "queued", "steps": 2}))
+                await wait_metric(client, "sd_queue_depth", 1)
+                model.now += 3.0
                 answered = [await running, await queued]
                 assert metric_value((await client.get("/metrics")).text, "sd_queue_depth") == 0
                 model.gate.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -96,6 +97,13 @@ class GatedModel:
     def clock(self) -> float:
         return self.now
 
+    async def sleep_until(self, until: float) -> None:
+        """The batcher's timed waits (a hold for company, a request's timeout) end when this clock says.
+        It stands still between batches: a hold then ends when its company arrives, and a timeout when
+        the test moves the clock on."""
+        while self.now < until:
+            await asyncio.sleep(0.01)
+
     def load(self, settings: Settings) -> Any:
         from serving.pipeline import load_generator
 
@@ -113,4 +121,6 @@ class GatedModel:
         return generator
 
     def app(self, model_dir: Path, **overrides: Any) -> FastAPI:
-        return create_app(settings_for(model_dir, **overrides), load=self.load, clock=self.clock)
+        return create_app(
+            settings_for(model_dir, **overrides), load=self.load, clock=self.clock, sleep_until=self.sleep_until
+        )

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .auth import BearerAuth, TokenDirectory, open_paths
-from .batching import Clock, Draining, QueueFull, RequestTimedOut
+from .batching import Clock, Draining, QueueFull, RequestTimedOut, SleepUntil
 from .connections import BoundedBodies, ClientLimits
 from .pipeline import ImageGenerator, load_configured
 from .routes import error_response, router
@@ -63,10 +63,12 @@ def create_app(
     settings: Settings | None = None,
     load: Callable[[Settings], ImageGenerator] | None = None,
     clock: Clock = time.monotonic,
+    sleep_until: SleepUntil | None = None,
 ) -> FastAPI:
-    """The app; `load` and `clock` are for tests (a model that blocks on cue, time the test moves)."""
+    """The app; `load`, `clock` and `sleep_until` are for tests (a model that blocks on cue, time the
+    test moves)."""
     settings = settings or Settings()
-    server = Server(settings, load or load_configured, clock)
+    server = Server(settings, load or load_configured, clock, sleep_until)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

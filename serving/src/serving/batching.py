@@ -30,7 +30,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .metrics import ServerMetrics
@@ -38,6 +38,8 @@ from .pipeline import BatchKey, ImageRequest
 
 RunBatch = Callable[[BatchKey, Sequence[ImageRequest]], list[Any]]
 Clock = Callable[[], float]
+# Returns once the clock reads at least the given time.
+SleepUntil = Callable[[float], Awaitable[None]]
 
 # A hold lasts at most this share of a batch's expected duration (and at most max_wait).
 HOLD_FRACTION = 0.25
@@ -127,6 +129,7 @@ class Batcher:
         max_queue: int,
         executor: concurrent.futures.Executor,
         clock: Clock = time.monotonic,
+        sleep_until: SleepUntil | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._metrics = metrics
@@ -134,6 +137,10 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self._clock = clock
+        # Holds and request timeouts end on the batcher's own clock: with an injected clock, at the
+        # time it reads, not after as many seconds of this machine's time (a loaded machine would end
+        # them early).
+        self._sleep_until = sleep_until or self._sleep_until_monotonic
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wakeup = asyncio.Event()
         self._inflight = 0
@@ -177,7 +184,7 @@ class Batcher:
         self._metrics.queue_depth.set(self.queue_depth)
         self._wakeup.set()
         try:
-            images: list[Any] = await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+            images: list[Any] = await self._result_by(pending.future, now + timeout_s)
             return images
         except asyncio.TimeoutError:
             self._metrics.rejected.labels("timeout").inc()
@@ -187,6 +194,19 @@ class Batcher:
                 self._metrics.queue_depth.set(self.queue_depth)
             pending.future.cancel()
             raise RequestTimedOut() from None
+
+    async def _result_by(self, future: asyncio.Future[Any], deadline: float) -> Any:
+        """The future's result, or asyncio.TimeoutError once the clock reads `deadline`: a timeout is
+        measured on the batcher's clock, as holds are. A result that is there by then wins."""
+        expired = asyncio.ensure_future(self._sleep_until(deadline))
+        try:
+            # asyncio.wait never cancels the future: a request that gives up leaves its batch alone.
+            await asyncio.wait({future, expired}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            expired.cancel()
+        if future.done():
+            return future.result()
+        raise asyncio.TimeoutError
 
     def _take_batch(self) -> list[_Pending]:
         """The first waiting request and every compatible one after it that fits whole, in order."""
@@ -206,17 +226,22 @@ class Batcher:
         key = self._queue[0].key
         return sum(p.size for p in self._queue if p.key == key)
 
+    async def _sleep_until_monotonic(self, until: float) -> None:
+        await asyncio.sleep(max(0.0, until - self._clock()))
+
     async def _hold(self, hold: Hold) -> None:
         """Waits for company until hold.until, the queue empties, or hold.target requests wait."""
         while self._queue and self._compatible_waiting() < hold.target:
-            remaining = hold.until - self._clock()
-            if remaining <= 0:
+            if self._clock() >= hold.until:
                 return
             self._wakeup.clear()
+            woken = asyncio.ensure_future(self._wakeup.wait())
+            expired = asyncio.ensure_future(self._sleep_until(hold.until))
             try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except asyncio.TimeoutError:
-                return
+                await asyncio.wait({woken, expired}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in (woken, expired):
+                    waiter.cancel()
 
     async def _run(self, batch: list[_Pending]) -> None:
         """One pipeline call on the model thread; each request of the batch gets its images or the error."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .batching import Batcher, Clock
+from .batching import Batcher, Clock, SleepUntil
 from .metrics import ServerMetrics
 from .pipeline import BatchKey, ImageGenerator
 from .settings import Settings
@@ -20,11 +20,16 @@ log = logging.getLogger(__name__)
 
 class Server:
     def __init__(
-        self, settings: Settings, load: Callable[[Settings], ImageGenerator], clock: Clock = time.monotonic
+        self,
+        settings: Settings,
+        load: Callable[[Settings], ImageGenerator],
+        clock: Clock = time.monotonic,
+        sleep_until: SleepUntil | None = None,
     ) -> None:
         self.settings = settings
         self.load = load
         self.clock = clock
+        self.sleep_until = sleep_until
         self.metrics = ServerMetrics()
         self.metrics.queue_capacity.set(settings.max_queue)
         self.generator: ImageGenerator | None = None
@@ -79,6 +84,7 @@ class Server:
             self.settings.max_queue,
             self.model_thread,
             self.clock,
+            self.sleep_until,
         )
         self.batcher.start()
         self.ready = True
