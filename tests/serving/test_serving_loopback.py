@@ -204,10 +204,13 @@ def test_sigterm_drains_in_flight_requests(tiny_model_dir: Path) -> None:
                 return await pending
 
         response = asyncio.run(request_then_terminate())
-        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
         # uvicorn re-raises SIGTERM once it has shut down cleanly, so the exit status says "terminated".
-        assert process.wait(timeout=STATE_TIMEOUT_S) in (0, -signal.SIGTERM)
+        status = process.wait(timeout=STATE_TIMEOUT_S)
         output = process.stdout.read().decode() if process.stdout else ""
+        # The server's own account goes with any failure: a refused drain is otherwise a bare status.
+        assert response.status_code == 200, f"{response.status_code} {response.text[:500]}\nserver output:\n{output}"
+        assert response.headers["content-type"] == "image/png"
+        assert status in (0, -signal.SIGTERM), output
         assert "Traceback" not in output, output
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{base}/health", timeout=2)
