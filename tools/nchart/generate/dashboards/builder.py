@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .spec import DATASOURCE_VARIABLE, NEUTRAL, PROMETHEUS, DashboardSpec, PanelSpec
+from .spec import DATASOURCE_VARIABLE, GRID_WIDTH, NEUTRAL, PROMETHEUS, RATE_UNITS, DashboardSpec, PanelSpec
+
+# Panel heights in grid rows (30 px each): a sorted table legend needs a line per series and its header.
+HEIGHT = 8
+TABLE_LEGEND_HEIGHT = 11
+# A per-core heatmap holds up to 128 rows (a trn2.48xlarge at LNC=1).
+HEATMAP_HEIGHT = 14
 
 
 def _thresholds(steps: tuple[tuple[float | None, str], ...]) -> Any:
@@ -20,9 +26,18 @@ def _thresholds(steps: tuple[tuple[float | None, str], ...]) -> Any:
     )
 
 
-def _panel(spec: PanelSpec) -> Any:
+def soft_max(spec: PanelSpec) -> float | None:
+    """The axis maximum a rate panel shows at least: half again its highest threshold, else 1."""
+    if spec.kind != "timeseries" or spec.unit not in RATE_UNITS:
+        return None
+    limits = [value for value, _ in spec.thresholds if value is not None]
+    return 1.5 * max(limits) if limits else 1.0
+
+
+def _panel(spec: PanelSpec, width: int, height: int) -> Any:
     from grafana_foundation_sdk.builders import common, heatmap, prometheus, stat, timeseries
     from grafana_foundation_sdk.models import common as common_models
+    from grafana_foundation_sdk.models import heatmap as heatmap_models
     from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
     kinds: dict[str, Any] = {"stat": stat.Panel, "heatmap": heatmap.Panel, "timeseries": timeseries.Panel}
@@ -32,8 +47,8 @@ def _panel(spec: PanelSpec) -> Any:
         .description(spec.description)
         .datasource(DataSourceRef(type_val=PROMETHEUS, uid=f"${{{DATASOURCE_VARIABLE}}}"))
         .unit(spec.unit)
-        .height(8)
-        .span(spec.width)
+        .height(height)
+        .span(width)
     )
     if spec.unit == "percentunit":
         builder = builder.min(0).max(1)
@@ -49,17 +64,35 @@ def _panel(spec: PanelSpec) -> Any:
             )
         if spec.kind == "stat":
             builder = builder.color_mode(common_models.BigValueColorMode.BACKGROUND)
+    if spec.kind == "stat":
+        # No sparkline: a flat one draws as a grey block, and the panels' history is in the graphs.
+        builder = builder.graph_mode(common_models.BigValueGraphMode.NONE).text_mode(
+            common_models.BigValueTextMode(spec.stat_text)
+        )
     if spec.no_value:
         builder = builder.no_value(spec.no_value)
     if spec.kind == "timeseries":
         builder = _timeseries_options(builder, spec)
     if spec.kind == "heatmap":
         # Rows are the series (one per core), not buckets to compute; their numeric names order them.
+        # Every cell is drawn, 0 % included (Grafana's default filter hides values up to 1e-9, so an
+        # idle core would look like a missing one), on a fixed 0-1 colour scale.
         builder = (
             builder.calculate(False)
             .show_legend()
             .cell_values(heatmap.CellValues().unit(spec.unit))
             .y_axis(heatmap.YAxisConfig().unit("none").decimals(0))
+            .filter_values(heatmap.FilterValueRange().le(-1))
+            .color(
+                heatmap.HeatmapColorOptions()
+                .mode(heatmap_models.HeatmapColorMode.SCHEME)
+                .scheme("Oranges")
+                .fill("dark-orange")
+                .scale(heatmap_models.HeatmapColorScale.LINEAR)
+                .steps(64)
+                .min(0)
+                .max(1)
+            )
         )
     for index, query in enumerate(spec.queries):
         builder = builder.with_target(
@@ -86,10 +119,51 @@ def _timeseries_options(builder: Any, spec: PanelSpec) -> Any:
         legend = legend.display_mode(common_models.LegendDisplayMode.LIST).placement(
             common_models.LegendPlacement.BOTTOM
         )
+        if spec.thresholds:
+            # The numbers beside the names: a series at 0 draws on the axis itself, where nobody sees
+            # it, and a panel with a threshold is read for how far below it each series stays.
+            legend = legend.calcs(["lastNotNull", "max"])
     builder = builder.legend(legend)
     if spec.stacked:
-        builder = builder.stacking(common.StackingConfig().mode(common_models.StackingMode.NORMAL))
+        # Filled: a stacked series drawn as a bare line sits at the sum below it, and reads as its own value.
+        builder = builder.stacking(common.StackingConfig().mode(common_models.StackingMode.NORMAL)).fill_opacity(35)
+    if spec.draw == "steps":
+        builder = builder.line_interpolation(common_models.LineInterpolation.STEP_AFTER)
+    maximum = soft_max(spec)
+    if maximum is not None:
+        builder = builder.axis_soft_min(0).axis_soft_max(maximum)
     return builder
+
+
+def height_of(panel: PanelSpec) -> int:
+    if panel.kind == "heatmap":
+        return HEATMAP_HEIGHT
+    return TABLE_LEGEND_HEIGHT if panel.sorted_legend else HEIGHT
+
+
+def row_layout(panels: tuple[PanelSpec, ...]) -> list[tuple[int, int]]:
+    """Each panel's (width, height), every line of the row filled: a panel that the next one would not
+    fit beside, and the row's last, widen to the line's end, and the panels of a line share its tallest
+    height, so that no row leaves an empty gap."""
+    lines: list[list[int]] = [[]]
+    widths = [panel.width for panel in panels]
+    start = 0
+    for index, width in enumerate(widths):
+        if start + width > GRID_WIDTH and index > 0:
+            widths[index - 1] += GRID_WIDTH - start
+            start = 0
+            lines.append([])
+        lines[-1].append(index)
+        start = (start + width) % GRID_WIDTH
+        if start == 0:
+            lines.append([])
+    if start:
+        widths[-1] += GRID_WIDTH - start
+    heights = [0] * len(panels)
+    for line in filter(None, lines):
+        for index in line:
+            heights[index] = max(height_of(panels[i]) for i in line)
+    return list(zip(widths, heights, strict=True))
 
 
 def build(spec: DashboardSpec) -> dict[str, Any]:
@@ -132,8 +206,8 @@ def build(spec: DashboardSpec) -> dict[str, Any]:
         )
     for title, panels in spec.rows:
         builder = builder.with_row(dashboard.Row(title))
-        for panel in panels:
-            builder = builder.with_panel(_panel(panel))
+        for panel, (width, height) in zip(panels, row_layout(panels), strict=True):
+            builder = builder.with_panel(_panel(panel, width, height))
     encoded = JSONEncoder(sort_keys=True, indent=2).encode(builder.build())
     result: dict[str, Any] = json.loads(encoded)
     # Data links per series (the SDK builds only panel-header links): the clicked series' labels

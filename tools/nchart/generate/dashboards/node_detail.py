@@ -13,6 +13,7 @@ from .spec import (
     PanelSpec,
     Row,
     Variable,
+    core_label,
     memory_by_kind,
     query,
 )
@@ -55,6 +56,7 @@ def _node_row() -> Row:
                 "The node's Neuron hardware as neuron-monitor sees it (neuron_hardware_info).",
                 kind="stat",
                 width=8,
+                stat_text="name",
             ),
             PanelSpec(
                 "Host vCPU use",
@@ -86,7 +88,7 @@ def _neuroncores_row(limits: AlertLimits) -> Row:
         (
             PanelSpec(
                 "Utilisation per core",
-                (query(f"max by (neuroncore) (neuroncore_utilization_ratio{{{NODE}}})", "{{neuroncore}}"),),
+                (query(core_label(f"max by (neuroncore) (neuroncore_utilization_ratio{{{NODE}}})"), "{{core}}"),),
                 "One row per core, in core order, darker = busier (neuroncore_utilization_ratio). Scales to "
                 "the 128 cores of a trn2.48xlarge at LNC=1. Idle rows: cores no pod holds.",
                 unit="percentunit",
@@ -97,8 +99,8 @@ def _neuroncores_row(limits: AlertLimits) -> Row:
                 f"Busiest {TOP_CORES} cores",
                 (
                     query(
-                        f"topk({TOP_CORES}, max by (neuroncore) (neuroncore_utilization_ratio{{{NODE}}}))",
-                        "core {{neuroncore}}",
+                        core_label(f"topk({TOP_CORES}, max by (neuroncore) (neuroncore_utilization_ratio{{{NODE}}}))"),
+                        "core {{core}}",
                     ),
                 ),
                 f"The node's {TOP_CORES} most utilised cores, busiest first in the legend.",

@@ -13,6 +13,7 @@ from .spec import (
     Link,
     PanelSpec,
     Row,
+    core_label,
     memory_by_kind,
     query,
     zero_if_scraped,
@@ -47,6 +48,7 @@ def _fleet_row() -> Row:
                 "Neuron nodes: a monitor pod is not running or not scraped (see NeuronMonitorTargetDown).",
                 kind="stat",
                 width=6,
+                stat_text="value_and_name",
             ),
             PanelSpec(
                 "NeuronCores busy (>1% utilised)",
@@ -107,8 +109,8 @@ def _utilisation_row() -> Row:
                 f"Busiest {TOP_CORES} NeuronCores",
                 (
                     query(
-                        f"topk({TOP_CORES}, avg by (instance_id, neuroncore) ({UTILISATION}))",
-                        "{{instance_id}} core {{neuroncore}}",
+                        core_label(f"topk({TOP_CORES}, avg by (instance_id, neuroncore) ({UTILISATION}))"),
+                        "{{instance_id}} core {{core}}",
                     ),
                 ),
                 f"The {TOP_CORES} most utilised cores across the fleet, busiest first in the legend. One "

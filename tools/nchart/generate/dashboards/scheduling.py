@@ -44,11 +44,12 @@ def _my_scheduler_row() -> Row:
             PanelSpec(
                 "Pending pods in the scheduler queue",
                 (query('sum by (queue) (scheduler_pending_pods{job=~"$job"})', "{{queue}}"),),
-                "Pods my-scheduler holds by queue (scheduler_pending_pods). unschedulable growing: no node "
-                "fits; see the panel below and `nchart doctor`.",
-                unit="short",
+                "Pods my-scheduler holds now, each queue by name (scheduler_pending_pods): numbers, not "
+                "lines, because four queues at 0 would draw on top of each other. unschedulable above 0: "
+                "no node fits; see the panel below and `nchart doctor`.",
+                kind="stat",
                 width=8,
-                minimum=0,
+                stat_text="value_and_name",
             ),
             PanelSpec(
                 "Scheduling attempts by result",
@@ -94,7 +95,10 @@ def _neuron_pods_row(limits: AlertLimits) -> Row:
                 "Neuron resources requested by pending pods",
                 (
                     query(
-                        f"sum by (resource) ({NEURON_REQUESTS} and on (namespace, pod) ({PENDING}))",
+                        # kube-state-metrics writes the resource name with '_' for '.' and '/'.
+                        "label_replace(sum by (resource) "
+                        f"({NEURON_REQUESTS} and on (namespace, pod) ({PENDING})), "
+                        '"resource", "aws.amazon.com/$1", "resource", "aws_amazon_com_(.+)")',
                         "{{resource}}",
                     ),
                 ),

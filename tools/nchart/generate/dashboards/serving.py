@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .spec import (
     GREEN,
+    IMAGES_PER_SECOND,
     ORANGE,
     RED,
     ROUTE,
@@ -54,13 +55,21 @@ def _traffic_row(limits: AlertLimits) -> Row:
             ),
             PanelSpec(
                 "Latency p50 / p95 / p99",
-                tuple(
-                    query(f'max(job:sd_image_request_duration_seconds:p{q}_5m{{job=~"$job"}})', f"p{q}")
-                    for q in (50, 95, 99)
+                (
+                    *(
+                        query(f'max(job:sd_image_request_duration_seconds:p{q}_5m{{job=~"$job"}})', f"p{q}")
+                        for q in (50, 95, 99)
+                    ),
+                    # The SLO as a named series too (only while there is traffic), so the legend says
+                    # what the red line is.
+                    query(
+                        f'max(job:sd_image_request_duration_seconds:p99_5m{{job=~"$job"}}) * 0 + {limits.p99_latency_slo_s:g}',
+                        "p99 SLO",
+                    ),
                 ),
                 "Latency of successful image requests, queueing included (sd_http_request_duration_seconds). "
-                "The red line is the p99 SLO SDServingLatencyOverSLO alerts at: scale out, or lower "
-                "maxBatchSize.",
+                "The red line, 'p99 SLO' in the legend, is where SDServingLatencyOverSLO alerts: scale out, "
+                "or lower maxBatchSize.",
                 unit="s",
                 minimum=0,
                 thresholds=((None, GREEN), (limits.p99_latency_slo_s, RED)),
@@ -117,7 +126,7 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 "Images per second",
                 (query('sum(job:sd_images_generated:rate5m{job=~"$job"})', "images/s"),),
                 "Images generated per second across replicas (sd_images_generated_total).",
-                unit="short",
+                unit=IMAGES_PER_SECOND,
                 width=6,
                 minimum=0,
                 no_value=NO_REQUESTS,
@@ -137,9 +146,12 @@ def _capacity_row(limits: AlertLimits) -> Row:
                     query('sum(sd_queue_depth{job=~"$job"})', "queued"),
                     query('sum(sd_inflight_requests{job=~"$job"})', "in flight"),
                 ),
-                "Requests waiting and being generated, all replicas (sd_queue_depth, sd_inflight_requests).",
+                "Requests waiting and being generated, all replicas (sd_queue_depth, sd_inflight_requests), "
+                "stacked as steps: the top is every request a replica holds.",
                 unit="short",
                 minimum=0,
+                stacked=True,
+                draw="steps",
             ),
             PanelSpec(
                 "Mean batch size",
@@ -177,6 +189,7 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 "replica takes to help.",
                 unit="s",
                 kind="stat",
+                stat_text="value_and_name",
             ),
         ),
     )

@@ -35,6 +35,24 @@ GREEN, ORANGE, RED = "green", "orange", "red"
 NEUTRAL: tuple[tuple[float | None, str], ...] = ((None, "text"),)
 
 
+# Units of per-second rates: with every series at zero Grafana would pick an axis of 0-100, and a
+# zero line and a threshold drawn on the axis itself are lost. They get a soft maximum instead.
+IMAGES_PER_SECOND = "suffix: img/s"
+RATE_UNITS = ("ops", "reqps", IMAGES_PER_SECOND)
+
+
+# A grid row is this wide (Grafana's 24 columns); panels of a dashboard row fill their lines.
+GRID_WIDTH = 24
+
+
+def core_label(expr: str) -> str:
+    """expr with a `core` label: neuroncore zero-padded to three digits, so that rows and legends that
+    sort by text put core 2 before core 10."""
+    padded = f'label_replace({expr}, "core", "00$1", "neuroncore", "([0-9])")'
+    padded = f'label_replace({padded}, "core", "0$1", "neuroncore", "([0-9]{{2}})")'
+    return f'label_replace({padded}, "core", "$1", "neuroncore", "([0-9]{{3}})")'
+
+
 @dataclasses.dataclass(frozen=True)
 class AlertLimits:
     """The numbers the alert rules fire at, from the charts' values.yaml defaults: one source for the
@@ -89,6 +107,12 @@ class PanelSpec:
     # A table legend sorted by the series' mean, busiest first (top-k panels).
     sorted_legend: bool = False
     links: tuple[Link, ...] = ()
+    # Stat panels: what the text shows. "name" where the series' legend is the fact (the instance
+    # type), "value_and_name" where several series each need their label beside their number.
+    stat_text: str = "auto"
+    # Timeseries: "line", or "steps" for a count that moves in whole numbers (in flight 0/1 would
+    # otherwise draw a comb of slopes).
+    draw: str = "line"
 
 
 @dataclasses.dataclass(frozen=True)
