@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +63,17 @@ def write_rules_file(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def static_exporter(files: dict[str, Path]) -> Iterator[str]:
-    """Serves each file at /<name> in Prometheus text format; yields host:port."""
+def static_exporter(files: dict[str, Path | Callable[[], bytes]]) -> Iterator[str]:
+    """Serves each file (or what each producer returns, on every scrape) at /<name> in Prometheus
+    text format; yields host:port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            path = files.get(self.path.strip("/"))
-            if path is None:
+            source = files.get(self.path.strip("/"))
+            if source is None:
                 self.send_error(404)
                 return
-            body = path.read_bytes()
+            body = source.read_bytes() if isinstance(source, Path) else source()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
