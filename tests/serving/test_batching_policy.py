@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import heapq
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -173,6 +174,22 @@ class FakeClock:
             await asyncio.sleep(0.001)
 
 
+@contextlib.asynccontextmanager
+async def batcher_on(clock: FakeClock, model: Any, max_wait_s: float) -> AsyncIterator[Batcher]:
+    """A Batcher of up to 8 images on the fake clock (its holds and timeouts too), with its model
+    thread; closed afterwards."""
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    batcher = Batcher(
+        model, ServerMetrics(), 8, max_wait_s=max_wait_s, max_queue=8, executor=executor, clock=clock,
+        sleep_until=clock.sleep_until,
+    )  # fmt: skip
+    try:
+        yield batcher
+    finally:
+        await batcher.close()
+        executor.shutdown()
+
+
 @pytest.fixture
 def model() -> Any:
     """A run_batch that records the batches it gets and returns one image per request at once."""
@@ -190,22 +207,18 @@ def test_batcher_holds_for_company_and_goes_when_it_comes(model: Any) -> None:
     clock = FakeClock()
 
     async def scenario() -> list[str]:
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        batcher = Batcher(model, ServerMetrics(), 8, max_wait_s=30.0, max_queue=8, executor=executor, clock=clock)
-        # History: a batch of two that took 100 s finished just now; its two clients are coming back.
-        batcher.policy.finished(clock.now, 2, 100.0)
-        batcher.start()
-        key = BatchKey(2, 7.5)
-        first = asyncio.create_task(batcher.submit(key, ImageRequest("a", "", 1), timeout_s=60))
-        for _ in range(50):  # the worker runs and decides to hold: nothing reaches the model
-            await asyncio.sleep(0)
-        assert model.calls == []
-        clock.now += 0.1
-        second = asyncio.create_task(batcher.submit(key, ImageRequest("b", "", 2), timeout_s=60))
-        results = [await first, await second]
-        await batcher.close()
-        executor.shutdown()
-        return results
+        async with batcher_on(clock, model, max_wait_s=30.0) as batcher:
+            # History: a batch of two that took 100 s finished just now; its two clients are coming back.
+            batcher.policy.finished(clock.now, 2, 100.0)
+            batcher.start()
+            key = BatchKey(2, 7.5)
+            first = asyncio.create_task(batcher.submit(key, ImageRequest("a", "", 1), timeout_s=60))
+            for _ in range(50):  # the worker runs and decides to hold: nothing reaches the model
+                await asyncio.sleep(0)
+            assert model.calls == []
+            clock.now += 0.1
+            second = asyncio.create_task(batcher.submit(key, ImageRequest("b", "", 2), timeout_s=60))
+            return [await first, await second]
 
     assert asyncio.run(scenario()) == ["image of a", "image of b"]
     assert model.calls == [["a", "b"]]
@@ -215,14 +228,11 @@ def test_batcher_never_holds_on_an_idle_server(model: Any) -> None:
     clock = FakeClock()
 
     async def scenario() -> str:
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        batcher = Batcher(model, ServerMetrics(), 8, max_wait_s=30.0, max_queue=8, executor=executor, clock=clock)
-        batcher.policy.finished(clock.now - 600, 2, 2.0)  # the last batch finished ten minutes ago
-        batcher.start()
-        result: str = await batcher.submit(BatchKey(2, 7.5), ImageRequest("lone", "", 1), timeout_s=60)
-        await batcher.close()
-        executor.shutdown()
-        return result
+        async with batcher_on(clock, model, max_wait_s=30.0) as batcher:
+            batcher.policy.finished(clock.now - 600, 2, 2.0)  # the last batch finished ten minutes ago
+            batcher.start()
+            result: str = await batcher.submit(BatchKey(2, 7.5), ImageRequest("lone", "", 1), timeout_s=60)
+            return result
 
     assert asyncio.run(scenario()) == "image of lone"
     assert model.calls == [["lone"]]
@@ -234,22 +244,16 @@ def test_a_hold_ends_when_the_batchers_clock_says(model: Any) -> None:
     clock = FakeClock()
 
     async def scenario() -> str:
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        batcher = Batcher(
-            model, ServerMetrics(), 8, max_wait_s=1.0, max_queue=8, executor=executor, clock=clock,
-            sleep_until=clock.sleep_until,
-        )  # fmt: skip
-        # A batch of two that took 4 s finished just now: a hold lasts min(1 s, 25% of 4 s) = 1 s.
-        batcher.policy.finished(clock.now, 2, 4.0)
-        batcher.start()
-        lone = asyncio.create_task(batcher.submit(BatchKey(2, 7.5), ImageRequest("a", "", 1), timeout_s=60))
-        await asyncio.sleep(1.5)  # more than the hold in this machine's seconds: the clock has not moved
-        assert model.calls == []
-        clock.now += 1.0
-        result: str = await lone
-        await batcher.close()
-        executor.shutdown()
-        return result
+        async with batcher_on(clock, model, max_wait_s=1.0) as batcher:
+            # A batch of two that took 4 s finished just now: a hold lasts min(1 s, 25% of 4 s) = 1 s.
+            batcher.policy.finished(clock.now, 2, 4.0)
+            batcher.start()
+            lone = asyncio.create_task(batcher.submit(BatchKey(2, 7.5), ImageRequest("a", "", 1), timeout_s=60))
+            await asyncio.sleep(1.5)  # more than the hold in this machine's seconds: the clock has not moved
+            assert model.calls == []
+            clock.now += 1.0
+            result: str = await lone
+            return result
 
     assert asyncio.run(scenario()) == "image of a"
     assert model.calls == [["a"]]
@@ -259,19 +263,14 @@ def test_a_request_times_out_when_the_batchers_clock_says(model: Any) -> None:
     clock = FakeClock()
 
     async def scenario() -> None:
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        batcher = Batcher(
-            model, ServerMetrics(), 8, max_wait_s=0.0, max_queue=8, executor=executor, clock=clock,
-            sleep_until=clock.sleep_until,
-        )  # fmt: skip
-        # Not started: the request waits in the queue until its timeout.
-        waiting = asyncio.create_task(batcher.submit(BatchKey(2, 7.5), ImageRequest("a", "", 1), timeout_s=5))
-        await asyncio.sleep(0.2)  # this machine's time passing times nothing out
-        assert not waiting.done() and batcher.queue_depth == 1
-        clock.now += 5.0
-        with pytest.raises(RequestTimedOut):
-            await waiting
-        assert batcher.queue_depth == 0  # its slot is given back
-        executor.shutdown()
+        async with batcher_on(clock, model, max_wait_s=0.0) as batcher:
+            # Not started: the request waits in the queue until its timeout.
+            waiting = asyncio.create_task(batcher.submit(BatchKey(2, 7.5), ImageRequest("a", "", 1), timeout_s=5))
+            await asyncio.sleep(0.2)  # this machine's time passing times nothing out
+            assert not waiting.done() and batcher.queue_depth == 1
+            clock.now += 5.0
+            with pytest.raises(RequestTimedOut):
+                await waiting
+            assert batcher.queue_depth == 0  # its slot is given back
 
     asyncio.run(scenario())

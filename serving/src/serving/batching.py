@@ -195,15 +195,19 @@ class Batcher:
             pending.future.cancel()
             raise RequestTimedOut() from None
 
+    async def _wait_until(self, awaited: asyncio.Future[Any], deadline: float) -> None:
+        """Returns when `awaited` is done or the batcher's clock reads `deadline`, whichever comes first.
+        It never cancels `awaited` (asyncio.wait does not): a request that gives up leaves its batch alone."""
+        expired = asyncio.ensure_future(self._sleep_until(deadline))
+        try:
+            await asyncio.wait({awaited, expired}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            expired.cancel()
+
     async def _result_by(self, future: asyncio.Future[Any], deadline: float) -> Any:
         """The future's result, or asyncio.TimeoutError once the clock reads `deadline`: a timeout is
         measured on the batcher's clock, as holds are. A result that is there by then wins."""
-        expired = asyncio.ensure_future(self._sleep_until(deadline))
-        try:
-            # asyncio.wait never cancels the future: a request that gives up leaves its batch alone.
-            await asyncio.wait({future, expired}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            expired.cancel()
+        await self._wait_until(future, deadline)
         if future.done():
             return future.result()
         raise asyncio.TimeoutError
@@ -236,12 +240,10 @@ class Batcher:
                 return
             self._wakeup.clear()
             woken = asyncio.ensure_future(self._wakeup.wait())
-            expired = asyncio.ensure_future(self._sleep_until(hold.until))
             try:
-                await asyncio.wait({woken, expired}, return_when=asyncio.FIRST_COMPLETED)
+                await self._wait_until(woken, hold.until)
             finally:
-                for waiter in (woken, expired):
-                    waiter.cancel()
+                woken.cancel()
 
     async def _run(self, batch: list[_Pending]) -> None:
         """One pipeline call on the model thread; each request of the batch gets its images or the error."""
