@@ -49,12 +49,19 @@ def panel(title: str) -> dict[str, Any]:
     return found
 
 
+def per_panel(check: Any) -> Any:
+    """Runs a check once for every panel of every dashboard, named by dashboard and title."""
+    return pytest.mark.parametrize(
+        "uid,panel_json", all_panels(), ids=lambda v: v if isinstance(v, str) else v["title"]
+    )(check)
+
+
 def steps(panel_json: dict[str, Any]) -> list[tuple[float | None, str]]:
     thresholds = panel_json["fieldConfig"]["defaults"].get("thresholds") or {}
     return [(step.get("value"), step["color"]) for step in thresholds.get("steps") or []]
 
 
-@pytest.mark.parametrize("uid,panel_json", all_panels(), ids=lambda v: v if isinstance(v, str) else v["title"])
+@per_panel
 def test_every_panel_has_a_description_a_unit_and_bounded_ratios(uid: str, panel_json: dict[str, Any]) -> None:
     defaults = panel_json["fieldConfig"]["defaults"]
     assert len(panel_json.get("description", "")) > 30, f"{uid} / {panel_json['title']}: no description"
@@ -63,7 +70,7 @@ def test_every_panel_has_a_description_a_unit_and_bounded_ratios(uid: str, panel
         assert (defaults.get("min"), defaults.get("max")) == (0, 1), f"{uid} / {panel_json['title']}: ratio not 0-1"
 
 
-@pytest.mark.parametrize("uid,panel_json", all_panels(), ids=lambda v: v if isinstance(v, str) else v["title"])
+@per_panel
 def test_no_panel_lists_more_than_twenty_series(uid: str, panel_json: dict[str, Any]) -> None:
     """One series per core overflows at 16 cores: per-core views are heatmaps or top-k."""
     if panel_json["type"] == "heatmap":
@@ -90,7 +97,7 @@ def test_per_core_utilisation_is_a_heatmap_in_core_order_with_a_core_variable() 
     assert selected["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
 
 
-@pytest.mark.parametrize("uid,panel_json", all_panels(), ids=lambda v: v if isinstance(v, str) else v["title"])
+@per_panel
 def test_stat_panels_that_can_be_bad_have_thresholds(uid: str, panel_json: dict[str, Any]) -> None:
     if panel_json["type"] != "stat":
         return
@@ -163,12 +170,6 @@ def test_overview_links_to_the_node_and_serving_to_scheduling() -> None:
 
 # A table legend's line and a panel title, in pixels; a grid row is 30 px.
 LEGEND_LINE_PX, TITLE_PX, GRID_ROW_PX = 24, 30, 30
-
-
-def per_panel(check: Any) -> Any:
-    return pytest.mark.parametrize(
-        "uid,panel_json", all_panels(), ids=lambda v: v if isinstance(v, str) else v["title"]
-    )(check)
 
 
 @per_panel

@@ -31,6 +31,18 @@ pod of the `monitoring` namespace, where terraform/ installs kube-prometheus-sta
 {{- end }}
 
 {{/*
+A NetworkPolicy that admits the chart's pods' `port` (a container port's name) from the monitoring
+stack only, when the chart's NetworkPolicies are on.
+  {{ include "eks-neuron-lib.monitoringOnlyNetworkPolicy" (dict "context" . "port" "metrics") }}
+*/}}
+{{- define "eks-neuron-lib.monitoringOnlyNetworkPolicy" -}}
+{{- if include "eks-neuron-lib.networkPolicyEnabled" .context }}
+{{- $ingress := printf "- from:\n    %s\n  ports:\n    - port: %s\n      protocol: TCP" (include "eks-neuron-lib.monitoringPeers" .context | nindent 4 | trim) .port }}
+{{ include "eks-neuron-lib.networkPolicy" (dict "context" .context "policyTypes" (list "Ingress") "ingress" $ingress) }}
+{{- end }}
+{{- end }}
+
+{{/*
 A NetworkPolicy over the chart's pods (its selector labels, or `podLabels`), in the chart's namespace.
 `ingress` and `egress` are the rule lists as YAML; a direction named in `policyTypes` with no rules
 denies all of it. `suffix` names a second policy of the same chart.
