@@ -273,3 +273,20 @@ def test_the_slo_line_has_a_legend_entry() -> None:
     targets = panel("Latency p50 / p95 / p99")["targets"]
     [slo] = [t for t in targets if t["legendFormat"] == "p99 SLO"]
     assert slo["expr"].endswith(f"+ {LIMITS.p99_latency_slo_s:g}")
+
+
+def test_every_panel_says_how_it_reads_idle_busy_and_broken() -> None:
+    from nchart.generate.dashboards import dashboard_specs
+
+    documented = (ROOT / "docs/dashboards.md").read_text()
+    for spec in dashboard_specs(LIMITS):
+        section = documented.split(f"## {spec.title}\n", 1)[1].split("\n## ", 1)[0]
+        for _, panels in spec.rows:
+            for panel_spec in panels:
+                assert panel_spec.reads is not None, f"{spec.title} / {panel_spec.title} says nothing of how it reads"
+                assert all((panel_spec.reads.idle, panel_spec.reads.busy, panel_spec.reads.broken)), (
+                    f"{spec.title} / {panel_spec.title} leaves a state blank"
+                )
+                assert f"\n| {panel_spec.title} | {panel_spec.reads.idle} |" in section, (
+                    f"docs/dashboards.md has no row for {spec.title} / {panel_spec.title}"
+                )

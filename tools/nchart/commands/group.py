@@ -20,6 +20,7 @@ CONTEXT_SETTINGS = {"auto_envvar_prefix": "NCHART", "help_option_names": ["-h", 
 COMMANDS = {
     "bench": "bench:bench",
     "cluster": "cluster:cluster",
+    "dashboards": "dashboards:dashboards",
     "deps": "deps:deps",
     "doctor": "doctor:doctor",
     "generate": "generate:generate",

@@ -1,10 +1,12 @@
 """Files generated from one source each, written by `nchart generate` and checked by `--check` (and lint):
 
 - the Neuron instance type lists in the charts' values.yaml (and their schema enum), from catalog.yaml;
+- the `global.alertLimits` defaults of the charts that read them, from the umbrella chart's values.yaml;
 - each chart's values.schema.json, from the `# @schema` annotations and helm-docs comments of its
   values.yaml (helm-values-schema-json), with no key in one that is not in the other;
 - each chart's README.md, from the same values.yaml (helm-docs);
-- the Grafana dashboards, from generate/dashboards/ (one module per dashboard);
+- the Grafana dashboards, from generate/dashboards/ (one module per dashboard), and the fields of
+  theirs that follow the alert limits (the grafana-dashboards chart's files/limit-fields.json);
 - the Pod Security exceptions table in README.md, from the charts' podSecurityExceptions values;
 - the umbrella chart's files/neuron-instance-types.json (device and core counts a pod may ask for, per
   instance type), which its admission policy reads, from catalog.yaml;
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..core.project import Project
+from .alert_limits import generate_alert_limits
 from .catalog_files import generate_instance_counts, generate_node_capacities
 from .dashboard_files import generate_dashboards
 from .files import Generated
@@ -35,6 +38,7 @@ Progress = Callable[[str], None]
 
 STEPS: dict[str, Callable[[Project, bool, Generated], None]] = {
     "instance lists": generate_instance_lists,
+    "alert limits": generate_alert_limits,
     "instance counts": generate_instance_counts,
     "node capacities": generate_node_capacities,
     "values schemas": generate_schemas,

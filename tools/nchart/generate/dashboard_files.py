@@ -1,4 +1,6 @@
-"""The Grafana dashboards' JSON in charts/grafana-dashboards/dashboards/, from generate/dashboards."""
+"""The Grafana dashboards' JSON in charts/grafana-dashboards/dashboards/, from generate/dashboards, and
+files/limit-fields.json beside them (the fields that follow the alert limits), and docs/dashboards.md
+(how each panel reads idle, busy and broken)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ from .files import Generated, relative, update
 
 
 def generate_dashboards(project: Project, check: bool, result: Generated) -> None:
-    from .dashboards import render_all
+    from .dashboards import render_all, render_limit_fields, render_reads
 
-    out_dir = project.charts_dir / "grafana-dashboards" / "dashboards"
+    chart_dir = project.charts_dir / "grafana-dashboards"
+    update(project, chart_dir / "files" / "limit-fields.json", render_limit_fields(project.charts_dir), check, result)
+    update(project, project.root / "docs" / "dashboards.md", render_reads(project.charts_dir), check, result)
+    out_dir = chart_dir / "dashboards"
     expected = render_all(project.charts_dir)
     for name, text in expected.items():
         update(project, out_dir / name, text, check, result)

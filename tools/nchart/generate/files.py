@@ -26,5 +26,6 @@ def update(project: Project, path: Path, text: str, check: bool, result: Generat
     if check:
         result.stale.append(relative(project, path))
     else:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         result.written.append(relative(project, path))

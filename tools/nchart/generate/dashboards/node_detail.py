@@ -11,6 +11,7 @@ from .spec import (
     DashboardSpec,
     Link,
     PanelSpec,
+    Reads,
     Row,
     Variable,
     core_label,
@@ -57,6 +58,11 @@ def _node_row() -> Row:
                 kind="stat",
                 width=8,
                 stat_text="name",
+                reads=Reads(
+                    idle="the instance type and its devices x cores",
+                    busy="the same",
+                    broken="no data: the node's neuron-monitor is not scraped",
+                ),
             ),
             PanelSpec(
                 "Host vCPU use",
@@ -66,6 +72,11 @@ def _node_row() -> Row:
                 unit="percentunit",
                 width=8,
                 stacked=True,
+                reads=Reads(
+                    idle="stacked bands near 0",
+                    busy="user time rising with traffic",
+                    broken="near 1 while the cores idle: the pipeline's CPU steps are the bottleneck",
+                ),
             ),
             PanelSpec(
                 "Host memory",
@@ -77,6 +88,11 @@ def _node_row() -> Row:
                 unit="bytes",
                 width=8,
                 minimum=0,
+                reads=Reads(
+                    idle="used well under total",
+                    busy="used steady, a step per model load",
+                    broken="used near total: pods get OOM-killed",
+                ),
             ),
         ),
     )
@@ -94,6 +110,11 @@ def _neuroncores_row(limits: AlertLimits) -> Row:
                 unit="percentunit",
                 kind="heatmap",
                 width=24,
+                reads=Reads(
+                    idle="every cell drawn in the palest colour (0 %), a row per core",
+                    busy="rows coloured by each core's load",
+                    broken="a row with no cells (that core not reported), or a band of dark rows beside pale ones: load not spread",
+                ),
             ),
             PanelSpec(
                 f"Busiest {TOP_CORES} cores",
@@ -106,6 +127,11 @@ def _neuroncores_row(limits: AlertLimits) -> Row:
                 f"The node's {TOP_CORES} most utilised cores, busiest first in the legend.",
                 unit="percentunit",
                 sorted_legend=True,
+                reads=Reads(
+                    idle="ten lines at 0 %, the legend in core order",
+                    busy="the node's ten busiest cores, busiest first",
+                    broken="one core at 100 % while its neighbours idle",
+                ),
             ),
             PanelSpec(
                 "Device memory by kind",
@@ -114,6 +140,11 @@ def _neuroncores_row(limits: AlertLimits) -> Row:
                 unit="bytes",
                 minimum=0,
                 stacked=True,
+                reads=Reads(
+                    idle="the runtime's band (and loaded constants), tensors 0",
+                    busy="constants the largest band, tensors and scratch moving with traffic",
+                    broken="near the instance's device memory, or tensors growing without traffic",
+                ),
             ),
             PanelSpec(
                 "Device memory of the selected cores by kind",
@@ -123,6 +154,11 @@ def _neuroncores_row(limits: AlertLimits) -> Row:
                 unit="bytes",
                 minimum=0,
                 stacked=True,
+                reads=Reads(
+                    idle="the selected cores' runtime memory",
+                    busy="one replica's model: constants, code, scratch",
+                    broken="a core holding memory with no pod on it (a process that did not exit)",
+                ),
             ),
             PanelSpec(
                 "Execution latency",
@@ -131,6 +167,11 @@ def _neuroncores_row(limits: AlertLimits) -> Row:
                 unit="s",
                 minimum=0,
                 no_value="no executions in range",
+                reads=Reads(
+                    idle='the last execution\'s figures, or "no executions in range"',
+                    busy="p50 near the model's time per call",
+                    broken="p99 far above p50",
+                ),
             ),
             PanelSpec(
                 "Execution errors",
@@ -139,6 +180,11 @@ def _neuroncores_row(limits: AlertLimits) -> Row:
                 unit="ops",
                 minimum=0,
                 thresholds=((None, GREEN), (limits.execution_errors_per_second, RED)),
+                reads=Reads(
+                    idle="0 on the floor of an axis up to 1.5x the alert rate, the red line visible",
+                    busy="0",
+                    broken="a series at or above the red line (NeuronExecutionErrorsRising)",
+                ),
             ),
         ),
     )

@@ -12,6 +12,7 @@ from .spec import (
     DashboardSpec,
     Link,
     PanelSpec,
+    Reads,
     Row,
     core_label,
     memory_by_kind,
@@ -49,6 +50,11 @@ def _fleet_row() -> Row:
                 kind="stat",
                 width=6,
                 stat_text="value_and_name",
+                reads=Reads(
+                    idle="one count per instance type, idle nodes included",
+                    busy="the same counts",
+                    broken="fewer than the cluster's Neuron nodes of a type (a monitor pod not running or not scraped); no data: no neuron-monitor scraped at all",
+                ),
             ),
             PanelSpec(
                 "NeuronCores busy (>1% utilised)",
@@ -57,6 +63,11 @@ def _fleet_row() -> Row:
                 "means no replica gets traffic.",
                 kind="stat",
                 width=6,
+                reads=Reads(
+                    idle="0",
+                    busy="the cores with work, up to NeuronCores reported",
+                    broken="0 while image requests arrive: no replica runs on Neuron, or none gets traffic",
+                ),
             ),
             PanelSpec(
                 "NeuronCores reported",
@@ -65,6 +76,11 @@ def _fleet_row() -> Row:
                 "`nchart doctor` expects: a device is missing or the runtime is not loaded.",
                 kind="stat",
                 width=6,
+                reads=Reads(
+                    idle="the fleet's core count",
+                    busy="the same count",
+                    broken="fewer than the nodes' catalog cores (`nchart instances`): a device is missing or the runtime is not loaded",
+                ),
             ),
             PanelSpec(
                 "Uncorrected ECC events in range",
@@ -82,6 +98,11 @@ def _fleet_row() -> Row:
                 kind="stat",
                 width=6,
                 thresholds=((None, GREEN), (1, RED)),
+                reads=Reads(
+                    idle="0, green",
+                    busy="0, green",
+                    broken="any event, red: drain and replace the node",
+                ),
             ),
         ),
     )
@@ -104,6 +125,11 @@ def _utilisation_row() -> Row:
                 "I/O-bound; high on few nodes: spread replicas.",
                 unit="percentunit",
                 links=(NODE_LINK,),
+                reads=Reads(
+                    idle="a line per node at 0 %",
+                    busy="each node's mean between 0 and 100 %",
+                    broken="a node's line ends (its monitor is gone), or stays at 0 % while the others are busy (no replica placed there)",
+                ),
             ),
             PanelSpec(
                 f"Busiest {TOP_CORES} NeuronCores",
@@ -119,12 +145,22 @@ def _utilisation_row() -> Row:
                 unit="percentunit",
                 sorted_legend=True,
                 links=(NODE_LINK,),
+                reads=Reads(
+                    idle="ten lines at 0 %, the legend in core order",
+                    busy="the ten busiest cores, busiest first in the legend",
+                    broken="one core pinned at 100 % while its neighbours idle: a replica asks for fewer cores than its model was compiled for",
+                ),
             ),
             PanelSpec(
                 "Utilisation by instance type",
                 (query('instance_type:neuroncore_utilization_ratio:avg{job=~"$job"}', "{{instance_type}}"),),
                 "Mean core utilisation per instance type: which node pool has headroom.",
                 unit="percentunit",
+                reads=Reads(
+                    idle="a line per type at 0 %",
+                    busy="each type's mean utilisation",
+                    broken="one type pinned near 100 % while another idles: replicas are not spread over the node pools",
+                ),
             ),
         ),
     )
@@ -142,6 +178,11 @@ def _memory_row() -> Row:
                 unit="bytes",
                 minimum=0,
                 links=(NODE_LINK,),
+                reads=Reads(
+                    idle="the runtime's own memory per node (plus the weights of models loaded and waiting)",
+                    busy="flat at the loaded models' size, tensors moving with traffic",
+                    broken="near the instance's device memory (models stop loading), or climbing without new replicas",
+                ),
             ),
             PanelSpec(
                 "Device memory by kind",
@@ -151,6 +192,11 @@ def _memory_row() -> Row:
                 unit="bytes",
                 minimum=0,
                 stacked=True,
+                reads=Reads(
+                    idle="stacked bands of the runtime and any loaded constants; tensors 0",
+                    busy="constants (the weights) the largest band; tensors and scratch move with traffic",
+                    broken="tensors growing without traffic: a leak in the workload",
+                ),
             ),
             PanelSpec(
                 "Neuron runtime host memory",
@@ -163,6 +209,11 @@ def _memory_row() -> Row:
                 "Memory the Neuron runtime holds on host and device (neuron_runtime_memory_used_bytes).",
                 unit="bytes",
                 minimum=0,
+                reads=Reads(
+                    idle="a flat line per node",
+                    busy="flat, a step up when a model loads",
+                    broken="growing with no model loads",
+                ),
             ),
         ),
     )
@@ -183,6 +234,11 @@ def _executions_row(limits: AlertLimits) -> Row:
                 unit="s",
                 minimum=0,
                 no_value="no executions in range",
+                reads=Reads(
+                    idle='the last execution\'s figures, or "no executions in range"',
+                    busy="p50 near the model's time per call, p99 close above it",
+                    broken="p99 or p100 far above p50: cores shared or throttled",
+                ),
             ),
             PanelSpec(
                 "Execution errors by type",
@@ -198,6 +254,11 @@ def _executions_row(limits: AlertLimits) -> Row:
                 unit="ops",
                 minimum=0,
                 thresholds=((None, GREEN), (limits.execution_errors_per_second, RED)),
+                reads=Reads(
+                    idle="0 on the floor of an axis up to 1.5x the alert rate, the red line visible",
+                    busy="0",
+                    broken="a series at or above the red line (NeuronExecutionErrorsRising)",
+                ),
             ),
             PanelSpec(
                 "Execution outcomes",
@@ -212,6 +273,11 @@ def _executions_row(limits: AlertLimits) -> Row:
                 unit="ops",
                 minimum=0,
                 no_value="no executions in range",
+                reads=Reads(
+                    idle='0, or "no executions in range"',
+                    busy="completed, per second",
+                    broken="any outcome but completed above 0",
+                ),
             ),
         ),
     )

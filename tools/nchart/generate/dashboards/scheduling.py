@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from .spec import GREEN, ORANGE, RED, AlertLimits, DashboardSpec, Link, PanelSpec, Row, Variable, query, zero_if_scraped
+from .spec import (
+    GREEN,
+    ORANGE,
+    RED,
+    AlertLimits,
+    DashboardSpec,
+    Link,
+    PanelSpec,
+    Reads,
+    Row,
+    Variable,
+    query,
+    zero_if_scraped,
+)
 
 SCHEDULER_JOB = Variable("job", "my-scheduler job", "label_values(leader_election_master_status, job)")
 
@@ -40,6 +53,11 @@ def _my_scheduler_row() -> Row:
                 kind="stat",
                 width=8,
                 thresholds=((None, RED), (1, GREEN)),
+                reads=Reads(
+                    idle="1, green",
+                    busy="1, green",
+                    broken="0, red (MySchedulerNoLeader): Neuron pods stay Pending",
+                ),
             ),
             PanelSpec(
                 "Pending pods in the scheduler queue",
@@ -50,6 +68,11 @@ def _my_scheduler_row() -> Row:
                 kind="stat",
                 width=8,
                 stat_text="value_and_name",
+                reads=Reads(
+                    idle="0 in each queue",
+                    busy="active briefly above 0",
+                    broken="unschedulable above 0: no node fits",
+                ),
             ),
             PanelSpec(
                 "Scheduling attempts by result",
@@ -64,6 +87,11 @@ def _my_scheduler_row() -> Row:
                 unit="ops",
                 width=8,
                 minimum=0,
+                reads=Reads(
+                    idle="0 on an axis up to 1",
+                    busy="scheduled, per second",
+                    broken="error above 0: the extender or the API server failed; unschedulable rising",
+                ),
             ),
         ),
     )
@@ -90,6 +118,11 @@ def _neuron_pods_row(limits: AlertLimits) -> Row:
                 kind="stat",
                 width=8,
                 thresholds=((None, GREEN), (1, ORANGE)),
+                reads=Reads(
+                    idle="0",
+                    busy="0, or a moment above 0 while Karpenter adds a node",
+                    broken="above 0 and staying, orange: run `nchart doctor`",
+                ),
             ),
             PanelSpec(
                 "Neuron resources requested by pending pods",
@@ -108,6 +141,11 @@ def _neuron_pods_row(limits: AlertLimits) -> Row:
                 width=16,
                 minimum=0,
                 no_value="no pending Neuron pods",
+                reads=Reads(
+                    idle='"no pending Neuron pods"',
+                    busy="a brief bump while nodes are added",
+                    broken="more than the node pools' free capacity for long: Karpenter cannot add nodes (its limits, or no capacity)",
+                ),
             ),
         ),
     )

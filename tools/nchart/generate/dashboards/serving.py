@@ -12,6 +12,7 @@ from .spec import (
     DashboardSpec,
     Link,
     PanelSpec,
+    Reads,
     Row,
     Variable,
     query,
@@ -52,6 +53,11 @@ def _traffic_row(limits: AlertLimits) -> Row:
                 unit="reqps",
                 minimum=0,
                 no_value=NO_REQUESTS,
+                reads=Reads(
+                    idle='"no requests in range"',
+                    busy="200s; a few 429 at peaks",
+                    broken="5xx, or 429/504 that persist: replicas failing or too few",
+                ),
             ),
             PanelSpec(
                 "Latency p50 / p95 / p99",
@@ -74,6 +80,11 @@ def _traffic_row(limits: AlertLimits) -> Row:
                 minimum=0,
                 thresholds=((None, GREEN), (limits.p99_latency_slo_s, RED)),
                 no_value=NO_REQUESTS,
+                reads=Reads(
+                    idle='"no requests in range"',
+                    busy="lines under the red p99 SLO line",
+                    broken="p99 above the SLO line (SDServingLatencyOverSLO)",
+                ),
             ),
             PanelSpec(
                 "Share of requests answered 5xx",
@@ -91,6 +102,11 @@ def _traffic_row(limits: AlertLimits) -> Row:
                 unit="percentunit",
                 thresholds=((None, GREEN), (limits.error_ratio, RED)),
                 no_value=NO_REQUESTS,
+                reads=Reads(
+                    idle='"no requests in range"',
+                    busy="0 on the 0-100 % axis, the red line visible",
+                    broken="at or above the red line (SDServingErrors)",
+                ),
             ),
             PanelSpec(
                 "Rejected requests by reason",
@@ -104,6 +120,11 @@ def _traffic_row(limits: AlertLimits) -> Row:
                 "timeout (504), draining, error. queue_full rising: add replicas or nodes.",
                 unit="reqps",
                 minimum=0,
+                reads=Reads(
+                    idle="0 on an axis up to 1",
+                    busy="0, a little queue_full at peaks",
+                    broken="queue_full or timeout that persist (too few replicas), error (generation failing)",
+                ),
             ),
         ),
     )
@@ -121,6 +142,11 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 kind="stat",
                 width=6,
                 thresholds=((None, RED), (1, GREEN)),
+                reads=Reads(
+                    idle="the replica count, green",
+                    busy="the replica count, green",
+                    broken="0, red: nothing serves",
+                ),
             ),
             PanelSpec(
                 "Images per second",
@@ -130,6 +156,11 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 width=6,
                 minimum=0,
                 no_value=NO_REQUESTS,
+                reads=Reads(
+                    idle='"no requests in range"',
+                    busy="images per second across replicas",
+                    broken="falling while requests keep arriving",
+                ),
             ),
             PanelSpec(
                 "Queue fill (worst replica)",
@@ -139,6 +170,11 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 unit="percentunit",
                 width=12,
                 thresholds=((None, GREEN), (limits.queue_saturation_ratio, ORANGE)),
+                reads=Reads(
+                    idle="0 on the 0-100 % axis",
+                    busy="below the orange line",
+                    broken="at or above the orange line (SDServingQueueSaturated); at 100 % requests get 429",
+                ),
             ),
             PanelSpec(
                 "Queue depth and in flight",
@@ -152,6 +188,11 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 minimum=0,
                 stacked=True,
                 draw="steps",
+                reads=Reads(
+                    idle="0",
+                    busy="in flight up to the batch size, queued stacked above it",
+                    broken="queued climbing and staying: more arrives than the replicas serve",
+                ),
             ),
             PanelSpec(
                 "Mean batch size",
@@ -166,6 +207,11 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 unit="short",
                 minimum=0,
                 no_value=NO_REQUESTS,
+                reads=Reads(
+                    idle='"no requests in range"',
+                    busy="above 1 under load",
+                    broken="near 1 under load: requests differ in steps or guidance and cannot share a call",
+                ),
             ),
             PanelSpec(
                 "Denoising step latency p50 / p99",
@@ -181,6 +227,11 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 unit="s",
                 minimum=0,
                 no_value=NO_REQUESTS,
+                reads=Reads(
+                    idle='"no requests in range"',
+                    busy="steady at the backend's step time (about 34 ms on Neuron)",
+                    broken="rising at the same batch size: cores shared or throttled",
+                ),
             ),
             PanelSpec(
                 "Model load time",
@@ -190,6 +241,11 @@ def _capacity_row(limits: AlertLimits) -> Row:
                 unit="s",
                 kind="stat",
                 stat_text="value_and_name",
+                reads=Reads(
+                    idle="each replica's load time",
+                    busy="the same",
+                    broken="no data for a replica that never loaded; minutes where seconds are usual: the model fetch is slow",
+                ),
             ),
         ),
     )

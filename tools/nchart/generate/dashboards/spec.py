@@ -53,10 +53,21 @@ def core_label(expr: str) -> str:
     return f'label_replace({padded}, "core", "$1", "neuroncore", "([0-9]{{3}})")'
 
 
+# The values key (under global.alertLimits) of each AlertLimits field.
+ALERT_LIMIT_KEYS = {
+    "execution_errors_per_second": "executionErrorsPerSecond",
+    "p99_latency_slo_s": "p99LatencySLOSeconds",
+    "queue_saturation_ratio": "queueSaturationRatio",
+    "error_ratio": "errorRatio",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class AlertLimits:
-    """The numbers the alert rules fire at, from the charts' values.yaml defaults: one source for the
-    PrometheusRules (which template them) and the dashboards' thresholds."""
+    """The numbers the alert rules fire at: `global.alertLimits` of the umbrella chart's values.yaml,
+    one source for the PrometheusRules (which template them) and the dashboards' thresholds. An
+    install that overrides them gets dashboards that follow: the dashboards' ConfigMaps rewrite the
+    fields limit_fields.py finds to depend on each."""
 
     execution_errors_per_second: float
     p99_latency_slo_s: float
@@ -65,16 +76,9 @@ class AlertLimits:
 
     @classmethod
     def read(cls, charts_dir: Path) -> AlertLimits:
-        def rule_value(chart: str, key: str) -> float:
-            values = yaml.safe_load((charts_dir / chart / "values.yaml").read_text(encoding="utf-8"))
-            return float(values["prometheusRule"][key])
-
-        return cls(
-            execution_errors_per_second=rule_value("neuron-monitor", "executionErrorsPerSecond"),
-            p99_latency_slo_s=rule_value("sd21-serving", "p99LatencySLOSeconds"),
-            queue_saturation_ratio=rule_value("sd21-serving", "queueSaturationRatio"),
-            error_ratio=rule_value("sd21-serving", "errorRatio"),
-        )
+        values = yaml.safe_load((charts_dir / "eks-neuron" / "values.yaml").read_text(encoding="utf-8"))
+        limits = values["global"]["alertLimits"]
+        return cls(**{field: float(limits[key]) for field, key in ALERT_LIMIT_KEYS.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +91,16 @@ class Query:
 class Link:
     title: str
     url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Reads:
+    """How a panel reads on an idle node or service, a busy one, and a broken one: the per-panel table
+    of docs/dashboards.md, generated from these."""
+
+    idle: str
+    busy: str
+    broken: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +127,7 @@ class PanelSpec:
     # Timeseries: "line", or "steps" for a count that moves in whole numbers (in flight 0/1 would
     # otherwise draw a comb of slopes).
     draw: str = "line"
+    reads: Reads | None = None
 
 
 @dataclasses.dataclass(frozen=True)
