@@ -34,11 +34,13 @@ prometheus:
 oci-tools:
 	bash scripts/install-oci-tools.sh
 
-# The model server image's cpu target, and the neuron-standin test target on top of it (the Neuron
-# path with a stand-in torch_neuronx); scripts/build-image.sh, cached layers, wheels from build/wheels.
+# The model server image's cpu target, the neuron-standin test target on top of it (the Neuron path
+# with a stand-in torch_neuronx), and the pod usage exporter's image; scripts/build-image.sh, cached
+# layers, wheels from build/wheels.
 image: oci-tools venv-serving
 	bash scripts/build-image.sh cpu
 	bash scripts/build-image.sh neuron-standin
+	bash scripts/build-image.sh pod-usage-exporter
 
 # checkov has many pinned dependencies of its own: it lives in a venv apart from the project's.
 CHECKOV_VENV ?= .venv-checkov
@@ -69,10 +71,10 @@ build/clients-js/.installed: tests/clients/package.json
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml pod-usage-exporter/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,cluster]'
+	$(VENV)/bin/pip install --quiet -e '.[test,cluster]' -e ./pod-usage-exporter
 	touch $@
 
 venv-serving: $(VENV)/.installed-serving

@@ -15,14 +15,14 @@ state_dir="$repo_root/build/oci"
 oci_setup "$state_dir"
 
 case "$target" in
-  cpu | cuda | neuron-standin) ;;
+  cpu | cuda | neuron-standin | pod-usage-exporter) ;;
   neuron)
     echo "build-image: the neuron target builds FROM the Neuron DLC (public.ecr.aws, see Containerfile);" \
       "where that registry is reachable: podman build --target neuron ." >&2
     exit 2
     ;;
   *)
-    echo "build-image: unknown target '$target' (cpu, cuda, neuron, neuron-standin)" >&2
+    echo "build-image: unknown target '$target' (cpu, cuda, neuron, neuron-standin, pod-usage-exporter)" >&2
     exit 2
     ;;
 esac
@@ -30,6 +30,10 @@ esac
 # The version the chart expects: the serving chart's appVersion (the release pipeline tags the same).
 version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$repo_root/charts/sd21-serving/Chart.yaml")
 image="localhost/eks-neuron/sd21-serving:$version-$target"
+if [[ "$target" == pod-usage-exporter ]]; then
+  # Its own image, at the same release version (neuron-monitor.podUsage.image.tag).
+  image="localhost/eks-neuron/neuron-pod-usage-exporter:$version"
+fi
 base="localhost/eks-neuron/debian:bookworm"
 mirror=${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)}
 mirror=${mirror:-http://deb.debian.org/debian}

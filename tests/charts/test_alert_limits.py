@@ -28,7 +28,11 @@ from tests.support.charts import ROOT, find_all, render_objects
 DEFAULTS = AlertLimits.read(ROOT / "charts")
 # Every limit moved, to values no default has (an int, as `--set` gives one, among them).
 OVERRIDDEN = AlertLimits(
-    execution_errors_per_second=0.3, p99_latency_slo_s=12, queue_saturation_ratio=0.65, error_ratio=0.125
+    execution_errors_per_second=0.3,
+    idle_neuroncore_utilisation=0.04,
+    p99_latency_slo_s=12,
+    queue_saturation_ratio=0.65,
+    error_ratio=0.125,
 )
 
 
@@ -81,7 +85,19 @@ def test_overridden_limits_reach_every_dashboard_field_that_draws_them() -> None
 
 
 def test_overridden_limits_reach_the_alert_rules() -> None:
-    alerts = _alert_exprs(render_objects("inf2.xlarge", "prod", *_sets(OVERRIDDEN)))
+    objects = render_objects(
+        "inf2.xlarge", "prod", *_sets(OVERRIDDEN), "neuron-monitor.podUsage.idleAlert.enabled=true"
+    )
+    alerts = _alert_exprs(objects)
+    assert alerts["NeuronPodCoresIdle"].endswith("< 0.04")
+    idle_rules = [
+        rule["expr"]
+        for rule_object in find_all(objects, "PrometheusRule")
+        for group in rule_object["spec"]["groups"]
+        for rule in group["rules"]
+        if rule.get("record") == "namespace_pod:neuron_pod_neuroncores_idle:count"
+    ]
+    assert len(idle_rules) == 1 and "< 0.04)" in idle_rules[0]
     assert alerts["NeuronExecutionErrorsRising"].endswith("> 0.3")
     assert alerts["SDServingLatencyOverSLO"].endswith("> 12")
     assert alerts["SDServingQueueSaturated"].endswith("> 0.65")

@@ -20,6 +20,9 @@ DASHBOARD_DIR = ROOT / "charts/grafana-dashboards/dashboards"
 LIMITS = AlertLimits.read(ROOT / "charts")
 # Stat panels that can show a bad state, and the colour that says so.
 BAD_STATS = {
+    "Held cores idle": "orange",
+    "Device IDs the exporter could not map": "orange",
+    "Nodes whose kubelet the exporter cannot read": "red",
     "Uncorrected ECC events in range": "red",
     "Replicas holding the leader Lease": "red",
     "Ready replicas": "red",

@@ -51,7 +51,7 @@ def expected_ingress(env: str) -> dict[str, dict[str, set[str]]]:
     return {
         "neuron-scheduler": {"http": {"my-scheduler"}},
         "my-scheduler": {"healthz": {"prometheus"}},
-        "neuron-monitor": {"metrics": {"prometheus"}},
+        "neuron-monitor": {"metrics": {"prometheus"}, "pod-usage": {"prometheus"}},
         "neuron-problem-detector": {"metrics": {"prometheus"}, "http": set()},
         "sd21-serving": {"http": serving_sources},
         "sd21-serving-compile": {},

@@ -20,6 +20,10 @@ from tests.support.charts import ROOT, render_objects
 RELEASE = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8"))
 # The chart's backends, as the workflow's image targets.
 BACKEND_OF_TARGET = {"neuron": "neuron", "cuda": "cuda", "cpu": "cpu"}
+# The images the workflow pushes, by target.
+SERVER_IMAGE = f"{RELEASE['env']['IMAGES']}/sd21-serving"
+EXPORTER_IMAGE = f"{RELEASE['env']['IMAGES']}/neuron-pod-usage-exporter"
+EXPORTER_TARGET = "pod-usage-exporter"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,25 +50,40 @@ def test_shellcheck_passes_the_scripts() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_one_version_for_the_server_its_package_and_the_helm_test_image() -> None:
+def test_one_version_for_the_server_its_package_the_exporter_and_their_images() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["version"] == server_version() == serving.__version__ == nchart_version
+    exporter = tomllib.loads((ROOT / "pod-usage-exporter" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert exporter["project"]["version"] == server_version()
     umbrella = yaml.safe_load((ROOT / "charts" / "eks-neuron" / "values.yaml").read_text())
-    assert umbrella["helmTest"]["image"] == {"repository": RELEASE["env"]["IMAGE"], "tag": server_version()}
+    assert umbrella["helmTest"]["image"] == {"repository": SERVER_IMAGE, "tag": server_version()}
 
 
 def test_the_workflow_builds_every_containerfile_target() -> None:
     stages = set(re.findall(r"(?im)^FROM\s+\S+\s+AS\s+(\S+)", (ROOT / "Containerfile").read_text()))
     targets = {entry["target"] for entry in RELEASE["jobs"]["image"]["strategy"]["matrix"]["include"]}
-    assert targets == set(BACKEND_OF_TARGET) and targets <= stages
+    assert targets == {*BACKEND_OF_TARGET, EXPORTER_TARGET} and targets <= stages
 
 
 @pytest.mark.parametrize("entry", RELEASE["jobs"]["image"]["strategy"]["matrix"]["include"], ids=lambda e: e["target"])
 def test_the_chart_default_image_is_what_the_release_pushes(entry: dict[str, str]) -> None:
     tags = RELEASE["jobs"]["image"]["steps"]
     [build] = [step for step in tags if step.get("id") == "build"]
-    assert build["with"]["tags"] == "${{ env.IMAGE }}:${{ needs.version.outputs.version }}${{ matrix.suffix }}"
-    pushed = f"{RELEASE['env']['IMAGE']}:{server_version()}{entry['suffix']}"
+    assert build["with"]["tags"] == (
+        "${{ env.IMAGES }}/${{ matrix.image }}:${{ needs.version.outputs.version }}${{ matrix.suffix }}"
+    )
+    pushed = f"{RELEASE['env']['IMAGES']}/{entry['image']}:{server_version()}{entry['suffix']}"
+    if entry["target"] == EXPORTER_TARGET:
+        assert pushed == f"{EXPORTER_IMAGE}:{server_version()}"
+        [daemonset] = [
+            o
+            for o in render_objects("inf2.xlarge", "dev")
+            if o["kind"] == "DaemonSet" and o["metadata"]["name"].endswith("neuron-monitor")
+        ]
+        [exporter] = [c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "pod-usage"]
+        assert exporter["image"] == pushed
+        return
+    assert pushed.startswith(f"{SERVER_IMAGE}:")
     backend = BACKEND_OF_TARGET[entry["target"]]
     objects = render_objects(
         "inf2.xlarge", "dev", "sd21-serving.enabled=true", f"sd21-serving.server.backend={backend}"

@@ -109,3 +109,15 @@ def test_a_changed_exception_reason_makes_the_readme_table_stale(project_copy: P
         "| neuron-monitor | neuron-monitor | runAsRoot | The device files are root's; privileged means root"
         in (project_copy.root / "README.md").read_text()
     )
+
+
+def test_a_changed_podresources_proto_makes_the_stubs_stale(project_copy: Project) -> None:
+    proto = project_copy.root / "pod-usage-exporter/src/neuron_pod_usage/podresources/v1/api.proto"
+    proto.write_text(
+        proto.read_text().replace("string pod_name = 1;", "string pod_name = 1;\n    string node_name = 3;")
+    )
+    code, stderr = check(project_copy)
+    assert code == 3
+    stale = {line.strip() for line in stderr.splitlines()}
+    assert "pod-usage-exporter/src/neuron_pod_usage/podresources/v1/api_pb2.py" in stale, stderr
+    assert "pod-usage-exporter/src/neuron_pod_usage/podresources/v1/api_pb2.pyi" in stale, stderr

@@ -32,6 +32,14 @@ def built_image(target: str = "cpu") -> str:
     return image
 
 
+def built_exporter_image() -> str:
+    """The pod usage exporter's image `make image` built, at the release version."""
+    image = f"localhost/eks-neuron/neuron-pod-usage-exporter:{app_version()}"
+    if not (OCI_STATE / "containers.conf").is_file() or podman("image", "exists", image, check=False).returncode:
+        raise AssertionError(f"{image} is not built: run `make image` (scripts/build-image.sh pod-usage-exporter)")
+    return image
+
+
 def podman(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CONTAINERS_CONF": str(OCI_STATE / "containers.conf")}
     result = subprocess.run(["podman", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)

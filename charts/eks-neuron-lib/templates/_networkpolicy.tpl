@@ -31,13 +31,17 @@ pod of the `monitoring` namespace, where terraform/ installs kube-prometheus-sta
 {{- end }}
 
 {{/*
-A NetworkPolicy that admits the chart's pods' `port` (a container port's name) from the monitoring
-stack only, when the chart's NetworkPolicies are on.
+A NetworkPolicy that admits the chart's pods' `port`, or each of `ports` (container ports' names),
+from the monitoring stack only, when the chart's NetworkPolicies are on.
   {{ include "eks-neuron-lib.monitoringOnlyNetworkPolicy" (dict "context" . "port" "metrics") }}
 */}}
 {{- define "eks-neuron-lib.monitoringOnlyNetworkPolicy" -}}
 {{- if include "eks-neuron-lib.networkPolicyEnabled" .context }}
-{{- $ingress := printf "- from:\n    %s\n  ports:\n    - port: %s\n      protocol: TCP" (include "eks-neuron-lib.monitoringPeers" .context | nindent 4 | trim) .port }}
+{{- $ports := "" }}
+{{- range .ports | default (list .port) }}
+{{- $ports = printf "%s\n    - port: %s\n      protocol: TCP" $ports (toString .) }}
+{{- end }}
+{{- $ingress := printf "- from:\n    %s\n  ports:%s" (include "eks-neuron-lib.monitoringPeers" .context | nindent 4 | trim) $ports }}
 {{ include "eks-neuron-lib.networkPolicy" (dict "context" .context "policyTypes" (list "Ingress") "ingress" $ingress) }}
 {{- end }}
 {{- end }}

@@ -13,6 +13,7 @@
 - the serving chart's files/node-capacity.json (CPU and memory a node has for our pods, and the
   compiler target, per instance type), which its compile Job is checked against, from catalog.yaml
   and sizing.py;
+- the pod usage exporter's gRPC stubs, from the kubelet's PodResources protobuf vendored beside them;
 - the umbrella chart's files/platform.json (the add-on and version that provide each API kind, for its
   install preflight) and the README's add-on table, from terraform/addons.yaml.
 
@@ -31,6 +32,7 @@ from .files import Generated
 from .instance_lists import generate_instance_lists
 from .platform_files import generate_platform_files
 from .pod_security_table import generate_pod_security_table
+from .podresources_stubs import generate_podresources_stubs
 from .readmes import generate_readmes
 from .schemas import generate_schemas
 
@@ -46,6 +48,7 @@ STEPS: dict[str, Callable[[Project, bool, Generated], None]] = {
     "dashboards": generate_dashboards,
     "Pod Security table": generate_pod_security_table,
     "platform add-ons": generate_platform_files,
+    "PodResources stubs": generate_podresources_stubs,
 }
 
 

@@ -14,8 +14,9 @@ from .files import Generated, relative, update
 
 # Chart -> the limits it reads (its PrometheusRule, or the dashboards that draw them).
 READERS = {
-    "neuron-monitor": ("executionErrorsPerSecond",),
+    "neuron-monitor": ("executionErrorsPerSecond", "idleNeuronCoreUtilisation"),
     "sd21-serving": ("p99LatencySLOSeconds", "queueSaturationRatio", "errorRatio"),
+    # (idleNeuronCoreUtilisation lives in the recording rules the dashboards read, not in the dashboards)
     "grafana-dashboards": ("executionErrorsPerSecond", "p99LatencySLOSeconds", "queueSaturationRatio", "errorRatio"),
 }
 

@@ -31,10 +31,17 @@ from .overview import cluster_overview
 from .scheduling import scheduling
 from .serving import serving
 from .spec import AlertLimits, DashboardSpec
+from .workloads import workloads
 
 
 def dashboard_specs(limits: AlertLimits) -> tuple[DashboardSpec, ...]:
-    return (cluster_overview(limits), node_detail(limits), serving(limits), scheduling(limits))
+    return (
+        cluster_overview(limits),
+        node_detail(limits),
+        workloads(limits),
+        serving(limits),
+        scheduling(limits),
+    )
 
 
 def render_all(charts_dir: Path) -> dict[str, str]:

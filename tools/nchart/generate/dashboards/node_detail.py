@@ -37,7 +37,11 @@ def node_detail(limits: AlertLimits) -> DashboardSpec:
                 'label_values(neuroncore_utilization_ratio{job=~"$job", instance_id=~"$instance_id"}, neuroncore)',
             ),
         ),
-        links=(Link("Cluster overview", "/d/neuron-cluster-overview/neuron-cluster-overview"),),
+        links=(
+            Link("Cluster overview", "/d/neuron-cluster-overview/neuron-cluster-overview"),
+            # Which pods hold this node's cores.
+            Link("Workloads", "/d/neuron-workloads/neuron-workloads"),
+        ),
         rows=(_node_row(), _neuroncores_row(limits)),
     )
 

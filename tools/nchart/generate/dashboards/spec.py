@@ -56,6 +56,7 @@ def core_label(expr: str) -> str:
 # The values key (under global.alertLimits) of each AlertLimits field.
 ALERT_LIMIT_KEYS = {
     "execution_errors_per_second": "executionErrorsPerSecond",
+    "idle_neuroncore_utilisation": "idleNeuronCoreUtilisation",
     "p99_latency_slo_s": "p99LatencySLOSeconds",
     "queue_saturation_ratio": "queueSaturationRatio",
     "error_ratio": "errorRatio",
@@ -70,6 +71,7 @@ class AlertLimits:
     fields limit_fields.py finds to depend on each."""
 
     execution_errors_per_second: float
+    idle_neuroncore_utilisation: float
     p99_latency_slo_s: float
     queue_saturation_ratio: float
     error_ratio: float

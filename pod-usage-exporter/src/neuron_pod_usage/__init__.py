@@ -1,0 +1,1 @@
+"""Which pod holds which NeuronCore: the kubelet's PodResources allocations as Prometheus metrics."""
