@@ -9,18 +9,25 @@ source "$repo_root/scripts/lib/go-tools.sh"
 bin_dir="$repo_root/bin"
 mkdir -p "$bin_dir"
 
-helm_version=v3.19.5
+# The two Helm majors the project supports (README, "Supported versions"): bin/helm is the newest
+# Helm 3, bin/helm4 Helm 4; nchart and the tests use HELM_BIN when it is set, else bin/helm.
+helm_version=v3.22.0
 # helm's own release build stamps its version and the Kubernetes version of its
-# client-go (v0.34 -> 1.34); without them `helm version` says "v3.19" and the
+# client-go (v0.37 -> 1.37); without them `helm version` says "v3.22" and the
 # default capabilities claim Kubernetes 1.20, which breaks kubeVersion checks.
 helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
-  helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=34"
+  helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=37"
 done
+# Helm 4 reads its default Kubernetes version from its client-go's build info; only its own
+# version needs stamping.
+helm4_version=v4.3.1
+helm4_ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$helm4_version -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 
 # name | module path | version | ldflags
 tools=(
   "helm|helm.sh/helm/v3/cmd/helm|$helm_version|$helm_ldflags"
+  "helm4|helm.sh/helm/v4/cmd/helm|$helm4_version|$helm4_ldflags"
   "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform|v0.7.0|-s -w"
   "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs|v1.14.2|-s -w"
   # values.schema.json from the `# @schema` annotations and helm-docs comments in values.yaml.

@@ -11,10 +11,22 @@ tool_current() {
 # serve), the same package built inside a throwaway module that requires MODULE@VERSION.
 go_build_pinned() {
   local bin_dir=$1 name=$2 package=$3 version=$4 ldflags=$5 module=${6:-$3}
-  if CGO_ENABLED=0 GOBIN="$bin_dir" GOFLAGS="-buildvcs=false -trimpath" \
+  # go install names the binary after the package (the element before a /vN suffix), which two
+  # tools may share (Helm 3 and Helm 4 are both cmd/helm): it installs into a folder of its own,
+  # and the binary moves to NAME.
+  local built=${package##*/} gobin
+  if [[ $built =~ ^v[0-9]+$ ]]; then
+    built=${package%/*}
+    built=${built##*/}
+  fi
+  gobin=$(mktemp -d)
+  if CGO_ENABLED=0 GOBIN="$gobin" GOFLAGS="-buildvcs=false -trimpath" \
     go install -ldflags "$ldflags" "$package@$version" 2>/dev/null; then
+    mv "$gobin/$built" "$bin_dir/$name"
+    rm -rf "$gobin"
     return 0
   fi
+  rm -rf "$gobin"
   local wrapper
   wrapper=$(mktemp -d)
   (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from nchart.localcluster.cluster import LocalCluster
@@ -38,3 +39,10 @@ def test_upgrade_through_every_environment_rollback_and_uninstall_leave_nothing(
         return Pending(f"still there: {', '.join(left)}") if left else True
 
     wait_for(nothing_left, f"every object of release {RELEASE} deleted after uninstall")
+
+
+def test_helm_is_the_major_this_run_asked_for(cluster: LocalCluster) -> None:
+    """`make test` runs this file with Helm 3 (bin/helm) and again with Helm 4 (HELM_BIN=bin/helm4)."""
+    version = helm(cluster, "version", "--template", "{{.Version}}").stdout.strip()
+    expected = "v4." if Path(os.environ.get("HELM_BIN", "helm")).name == "helm4" else "v3."
+    assert version.startswith(expected), f"HELM_BIN={os.environ.get('HELM_BIN')} runs helm {version}"

@@ -171,9 +171,21 @@ def test_missing_helm_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for name in ("charts", "values"):
         shutil.copytree(ROOT / name, tmp_path / name, symlinks=True)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("HELM_BIN", raising=False)
     result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(tmp_path), "render", "inf2.xlarge"])
     assert result.exit_code == ExitCode.TOOL_MISSING
     assert "helm not found" in result.stderr and "make tools" in result.stderr
+
+
+def test_helm_bin_names_the_helm_and_a_wrong_one_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELM_BIN", str(ROOT / "bin" / "no-such-helm"))
+    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(ROOT), "render", "inf2.xlarge"])
+    assert result.exit_code == ExitCode.TOOL_MISSING
+    assert "HELM_BIN=" in result.stderr and "no-such-helm" in result.stderr and "Traceback" not in result.stderr
+    monkeypatch.setenv("HELM_BIN", str(ROOT / "bin" / "helm4"))
+    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(ROOT), "render", "inf2.xlarge", "-o", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert any(o["kind"] == "DaemonSet" for o in json.loads(result.stdout))
 
 
 def test_envvar_prefix_sets_options() -> None:

@@ -42,7 +42,8 @@ def run_tool(
     timeout: float = 300,
     input_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """bin/helm or bin/kubectl against the local cluster; a failure shows what the API server said."""
+    """helm (HELM_BIN, else bin/helm) or bin/kubectl against the local cluster; a failure shows what the
+    API server said."""
     env = {
         **os.environ,
         "KUBECONFIG": str(cluster.kubeconfig),
@@ -50,8 +51,9 @@ def run_tool(
         "HELM_CONFIG_HOME": str(cluster.state_dir / "helm-config"),
         "HELM_DATA_HOME": str(cluster.state_dir / "helm-data"),
     }
+    binary = os.environ.get("HELM_BIN") or str(ROOT / "bin" / "helm") if tool == "helm" else str(ROOT / "bin" / tool)
     result = subprocess.run(
-        [str(ROOT / "bin" / tool), *args],
+        [binary, *args],
         capture_output=True,
         text=True,
         env=env,

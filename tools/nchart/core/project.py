@@ -73,7 +73,11 @@ class Project:
         return sorted(p.parent for p in self.charts_dir.glob("*/Chart.yaml"))
 
     def tool(self, name: str) -> str:
-        """A tool from the project's bin/ (built by scripts/install-tools.sh), else from PATH."""
+        """A tool from the project's bin/ (built by scripts/install-tools.sh), else from PATH. For helm,
+        HELM_BIN first when it is set (the variable Helm itself gives its plugins): bin/helm is Helm 3,
+        bin/helm4 Helm 4, and nchart works with either."""
+        if name == "helm" and os.environ.get("HELM_BIN"):
+            return _helm_bin(os.environ["HELM_BIN"])
         local = self.root / "bin" / name
         if local.is_file() and os.access(local, os.X_OK):
             return str(local)
@@ -86,6 +90,18 @@ class Project:
             f"{name} not found in {self.root / 'bin'} or on PATH; run `make tools` to build the pinned version",
             ExitCode.TOOL_MISSING,
         )
+
+
+def _helm_bin(chosen: str) -> str:
+    import shutil
+
+    found = chosen if os.path.isfile(chosen) and os.access(chosen, os.X_OK) else shutil.which(chosen)
+    if not found:
+        raise NchartError(
+            f"HELM_BIN={chosen}: not an executable helm; point it at Helm 3 or Helm 4, or unset it to use bin/helm",
+            ExitCode.TOOL_MISSING,
+        )
+    return found
 
 
 def find_project(start: Path | None = None, explicit: bool = False) -> Project:

@@ -10,6 +10,7 @@ through this path).
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from collections.abc import Iterable
@@ -167,10 +168,23 @@ def _explain_render_failure(project: Project, sources: list[ValuesSource], helm_
 
 
 def parse_manifests(text: str) -> list[dict[str, Any]]:
+    """helm's output as the API server reads it (see _manifest_loader)."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [doc for doc in yaml.load_all(text, Loader=loader) if doc]
+    return [doc for doc in yaml.load_all(text, Loader=_manifest_loader()) if doc]
+
+
+@functools.cache
+def _manifest_loader() -> Any:
+    """PyYAML's safe loader, but for one difference from Kubernetes' YAML (sigs.k8s.io/yaml): a plain
+    `=` is YAML 1.1's "value" type, which PyYAML resolves and cannot construct, while Kubernetes reads
+    it as the string "=" (and helm's toYaml writes an annotation "=" bare)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader: Any = type("ManifestLoader", (base,), {})
+    loader.add_constructor("tag:yaml.org,2002:value", yaml.SafeLoader.construct_yaml_str)
+    return loader
 
 
 _SOURCE = re.compile(r"^# Source: (?P<path>.+)$", re.MULTILINE)
