@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo demo-down test test-helm4 test-under-load e2e cluster-up cluster-down bench bench-cluster bench-autoscaling bench-serving soak crd-schemas fuzz-values clean
+.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo demo-down test test-helm4 test-kubernetes-newest test-under-load e2e cluster-up cluster-down bench bench-cluster bench-autoscaling bench-serving soak crd-schemas fuzz-values clean
 
 install: tools venv charts
 
@@ -135,6 +135,20 @@ test: install-serving prometheus checkov clients cluster-tools image
 
 test-helm4: install-serving cluster-tools image
 	HELM_BIN=$(BIN)/helm4 $(VENV)/bin/python -m pytest -m e2e $(HELM4_SUITE)
+
+# The newest Kubernetes minor EKS supports (README: "Supported versions"); the suite runs on the
+# oldest, bin/'s. Its control plane is built into bin/kubernetes-VERSION/ (cold: 8-15 minutes), and
+# the parts of the suite that depend on the API version run on it: the dry-run of every render, the
+# install and its workloads (my-scheduler as that minor's kube-scheduler with the chart's
+# configuration and RBAC), the life cycle, the admission policy, Pod Security admission and DRA.
+KUBERNETES_NEWEST := v1.37.2
+KUBERNETES_NEWEST_STAGING := v0.37.2
+KUBERNETES_SUITE := tests/e2e/test_dry_run.py tests/e2e/test_release.py tests/e2e/test_lifecycle.py \
+  tests/e2e/test_admission.py tests/e2e/test_pod_security_admission.py tests/e2e/test_dra.py
+
+test-kubernetes-newest: install-serving cluster-tools
+	bash scripts/install-kubernetes.sh $(KUBERNETES_NEWEST) $(KUBERNETES_NEWEST_STAGING)
+	EKS_NEURON_KUBERNETES_BIN=$(BIN)/kubernetes-$(KUBERNETES_NEWEST) $(VENV)/bin/python -m pytest -m e2e $(KUBERNETES_SUITE)
 
 # `make test` three times in a row while two `yes >/dev/null` hogs run (the script's defaults; about
 # 70-90 minutes on 2 cores).

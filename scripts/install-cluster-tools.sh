@@ -33,28 +33,6 @@ timed() {
   echo "install-cluster-tools: $label took $((SECONDS - started))s" >&2
 }
 
-build_kubernetes() {
-  local tree="$work_dir/kubernetes-$kubernetes_version"
-  module_tree k8s.io/kubernetes "$kubernetes_version" "$tree" || proxy_hint "k8s.io/kubernetes@$kubernetes_version"
-  if [[ ! -f "$tree/.prepared" ]]; then
-    # The staging replaces point at the published modules instead of folders the download lacks.
-    sed -i -E "s#^([[:space:]]*k8s\.io/[^ ]+) => \./staging/src/k8s\.io/[^ ]+\$#\1 => \1 $staging_version#" "$tree/go.mod"
-    touch "$tree/.prepared"
-  fi
-  local ldflags="-s -w"
-  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    # Without these the server reports v0.0.0 and charts' kubeVersion constraints refuse to install.
-    ldflags+=" -X $package.gitVersion=$kubernetes_version -X $package.gitMajor=1"
-    ldflags+=" -X $package.gitMinor=$(echo "$kubernetes_version" | cut -d. -f2) -X $package.gitTreeState=clean"
-  done
-  (
-    cd "$tree"
-    # One `go build` for all four: they share most packages, so each is compiled once.
-    GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin_dir/" \
-      ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl
-  ) || proxy_hint "the k8s.io staging modules $staging_version"
-}
-
 build_etcd() {
   go_build_pinned "$bin_dir" etcd go.etcd.io/etcd/server/v3 "$etcd_version" "-s -w" ||
     proxy_hint "go.etcd.io/etcd/server/v3@$etcd_version"
@@ -72,7 +50,9 @@ for name in "${kubernetes_binaries[@]}"; do
   tool_current "$bin_dir" "$name" "$kubernetes_version" || all_current=false
 done
 if [[ $all_current == false ]]; then
-  timed "building ${kubernetes_binaries[*]} $kubernetes_version (cold: 8-15 min on 2 cores)" build_kubernetes
+  timed "building ${kubernetes_binaries[*]} $kubernetes_version (cold: 8-15 min on 2 cores)" \
+    build_kubernetes "$kubernetes_version" "$staging_version" "$bin_dir" "$work_dir" ||
+    proxy_hint "k8s.io/kubernetes@$kubernetes_version and its staging modules $staging_version"
   for name in "${kubernetes_binaries[@]}"; do echo "$kubernetes_version" >"$bin_dir/.$name.stamp"; done
 fi
 if ! tool_current "$bin_dir" etcd "$etcd_version"; then

@@ -33,7 +33,7 @@ def update_snapshots(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Project:
     """A throwaway copy of the charts, values, ci config and generator sources to break on purpose."""
-    for name in ("charts", "values", "ci", "terraform", "pod-usage-exporter"):
+    for name in ("charts", "values", "ci", "terraform", "pod-usage-exporter", "docs"):
         shutil.copytree(ROOT / name, tmp_path / name, symlinks=True)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")  # it holds a generated table
     # The charts' built dependencies came along; their stamps say they are current.

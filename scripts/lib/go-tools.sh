@@ -97,3 +97,32 @@ build_module_binaries() {
     ) || return 1
   done
 }
+
+# build_kubernetes VERSION STAGING_VERSION BIN_DIR WORK_DIR: kube-apiserver, kube-controller-manager,
+# kube-scheduler and kubectl of k8s.io/kubernetes VERSION into BIN_DIR. k8s.io/kubernetes refuses
+# `go install` (replace directives to its staging folder), so it is built from its module source with
+# the staging modules (k8s.io/<module> STAGING_VERSION) taken from the proxy instead. Fails when the
+# proxy does not serve them.
+build_kubernetes() {
+  local version=$1 staging_version=$2 bin_dir=$3 work_dir=$4
+  local tree="$work_dir/kubernetes-$version"
+  module_tree k8s.io/kubernetes "$version" "$tree" || return 1
+  if [[ ! -f "$tree/.prepared" ]]; then
+    # The staging replaces point at the published modules instead of folders the download lacks.
+    sed -i -E "s#^([[:space:]]*k8s\.io/[^ ]+) => \./staging/src/k8s\.io/[^ ]+\$#\1 => \1 $staging_version#" "$tree/go.mod"
+    touch "$tree/.prepared"
+  fi
+  local ldflags="-s -w" package
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    # Without these the server reports v0.0.0 and charts' kubeVersion constraints refuse to install.
+    ldflags+=" -X $package.gitVersion=$version -X $package.gitMajor=1"
+    ldflags+=" -X $package.gitMinor=$(echo "$version" | cut -d. -f2) -X $package.gitTreeState=clean"
+  done
+  mkdir -p "$bin_dir"
+  (
+    cd "$tree" || exit 1
+    # One `go build` for all four: they share most packages, so each is compiled once.
+    GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin_dir/" \
+      ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl
+  )
+}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from nchart.localcluster.cluster import LocalCluster
-from tests.support.cluster import Pending, helm, release_leftovers, release_values, wait_for, write_values
+from tests.support.cluster import Pending, helm, kubectl, release_leftovers, release_values, wait_for, write_values
 
 RELEASE = "lifecycle"
 NAMESPACE = "e2e-lifecycle"
@@ -46,3 +47,13 @@ def test_helm_is_the_major_this_run_asked_for(cluster: LocalCluster) -> None:
     version = helm(cluster, "version", "--template", "{{.Version}}").stdout.strip()
     expected = "v4." if Path(os.environ.get("HELM_BIN", "helm")).name == "helm4" else "v3."
     assert version.startswith(expected), f"HELM_BIN={os.environ.get('HELM_BIN')} runs helm {version}"
+
+
+def test_the_control_plane_is_the_minor_this_run_asked_for(cluster: LocalCluster) -> None:
+    """`make test` runs on bin/'s Kubernetes; `make test-kubernetes-newest` on bin/kubernetes-VERSION/'s."""
+    from nchart.localcluster.nodes import kubelet_version
+
+    server = json.loads(kubectl(cluster, "version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    assert server == kubelet_version(), f"EKS_NEURON_KUBERNETES_BIN={os.environ.get('EKS_NEURON_KUBERNETES_BIN')}"
+    nodes = json.loads(kubectl(cluster, "get", "nodes", "-o", "json").stdout)["items"]
+    assert {node["status"]["nodeInfo"]["kubeletVersion"] for node in nodes} == {server}

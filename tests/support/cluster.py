@@ -16,7 +16,7 @@ import yaml
 
 from nchart.core.catalog import resolve_instance
 from nchart.core.values import merged, value_sources
-from nchart.localcluster.cluster import LocalCluster
+from nchart.localcluster.cluster import LocalCluster, cluster_binary
 from nchart.localcluster.processes import ProcessRecord, free_port, start_process
 from tests.support.charts import PROJECT, ROOT
 
@@ -51,7 +51,7 @@ def run_tool(
         "HELM_CONFIG_HOME": str(cluster.state_dir / "helm-config"),
         "HELM_DATA_HOME": str(cluster.state_dir / "helm-data"),
     }
-    binary = os.environ.get("HELM_BIN") or str(ROOT / "bin" / "helm") if tool == "helm" else str(ROOT / "bin" / tool)
+    binary = os.environ.get("HELM_BIN") or str(ROOT / "bin" / "helm") if tool == "helm" else cluster_binary(ROOT, tool)
     result = subprocess.run(
         [binary, *args],
         capture_output=True,
@@ -81,6 +81,10 @@ def run_doctor(cluster: LocalCluster, *args: str, answer: str | None = None) -> 
 
 def helm(cluster: LocalCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run_tool(cluster, "helm", *args, check=check)
+
+
+def kubectl(cluster: LocalCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_tool(cluster, "kubectl", *args, check=check)
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout_s: float = READY_TIMEOUT_S, interval_s: float = 0.5) -> Any:
@@ -231,8 +235,12 @@ class SchedulerProcess:
         self.process.wait(timeout=30)
 
     def acquired(self, lease: str) -> bool:
-        """It logged that it became leader of the Lease (kube-scheduler: 'successfully acquired lease NS/NAME')."""
-        return any("successfully acquired lease" in line and lease in line for line in self.log_text().splitlines())
+        """It logged that it became leader of the Lease: kube-scheduler up to 1.36 writes `successfully
+        acquired lease NS/NAME`, 1.37 `"Successfully acquired lease" lock="NS/NAME"` (client-go
+        leaderelection.go, structured logging)."""
+        return any(
+            "successfully acquired lease" in line.lower() and lease in line for line in self.log_text().splitlines()
+        )
 
 
 def my_scheduler_config(
@@ -284,7 +292,7 @@ class SchedulerFleet:
 
     def __init__(self, workdir: Path, config: dict[str, Any], kubeconfig: Path, chart_args: list[str]) -> None:
         self.workdir = workdir
-        self.binary = str(ROOT / "bin" / "kube-scheduler")
+        self.binary = cluster_binary(ROOT, "kube-scheduler")
         self.kubeconfig = kubeconfig
         self.chart_args = chart_args
         self.config_file = workdir / "my-scheduler-config.yaml"

@@ -34,7 +34,7 @@ from .components import (
     kwok_args,
     scheduler_args,
 )
-from .nodes import KUBELET_VERSION, default_nodes
+from .nodes import KUBELET_VERSION, KUBERNETES_BIN_ENV, default_nodes
 from .pki import KeyPair, write_kubeconfig, write_pki
 from .processes import ProcessRecord, free_port, http_ok, start_process, wait_until
 
@@ -42,6 +42,21 @@ Progress = Callable[[str], None]
 
 KUBERNETES_VERSION = KUBELET_VERSION
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+def cluster_binary(root: Path, name: str) -> str:
+    """The binary the local control plane runs for NAME."""
+    folder = os.environ.get(KUBERNETES_BIN_ENV) if name in KUBERNETES_BINARIES else None
+    local = (Path(folder) if folder else root / "bin") / name
+    if not (local.is_file() and os.access(local, os.X_OK)):
+        how = (
+            f"build it with scripts/install-kubernetes.sh, or unset {KUBERNETES_BIN_ENV}"
+            if folder
+            else "run `make cluster-tools` to build the local control plane"
+        )
+        raise NchartError(f"{local} not found; {how}", ExitCode.TOOL_MISSING)
+    return str(local)
 
 
 class LocalCluster:
@@ -126,13 +141,9 @@ class LocalCluster:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
     def binary(self, name: str) -> str:
-        """bin/NAME, or an error that says how to build it."""
-        local = self.project.root / "bin" / name
-        if not (local.is_file() and os.access(local, os.X_OK)):
-            raise NchartError(
-                f"{local} not found; run `make cluster-tools` to build the local control plane", ExitCode.TOOL_MISSING
-            )
-        return str(local)
+        """bin/NAME (or, for Kubernetes' own binaries, the folder KUBERNETES_BIN_ENV names), or an error
+        that says how to build it."""
+        return cluster_binary(self.project.root, name)
 
     def _start(self, name: str, binary: str, args: list[str], env: dict[str, str] | None = None) -> ProcessRecord:
         return self.start_recorded(name, [binary, *args], env)

@@ -4,12 +4,18 @@ reserves them), for kwok to keep Ready."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from ..core.catalog import InstanceType, load_catalog
 from ..core.names import INSTANCE_TYPE_LABEL, NEURON, NEURON_TAINT, NEURONCORE
 
 KUBELET_VERSION = "v1.34.2"
+# A folder of another Kubernetes minor's kube-apiserver, kube-controller-manager, kube-scheduler and
+# kubectl (scripts/install-kubernetes.sh builds bin/kubernetes-VERSION/): the control plane runs
+# those instead of bin/'s, and the fake nodes' kubelets report that version.
+KUBERNETES_BIN_ENV = "EKS_NEURON_KUBERNETES_BIN"
 # The annotation kwok's --manage-nodes-with-annotation-selector picks the fake nodes by.
 FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 # kwok renews each fake node's Lease well inside this.
@@ -113,13 +119,20 @@ def _node(
         "spec": {"taints": taints},
         "status": {
             **node_resources(vcpu, memory_gib, extra),
-            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "architecture": "amd64", "operatingSystem": "linux"},
+            "nodeInfo": {"kubeletVersion": kubelet_version(), "architecture": "amd64", "operatingSystem": "linux"},
         },
     }
 
 
 def node_name(instance: InstanceType, index: int = 1) -> str:
     return f"{instance.slug}-{index}"
+
+
+def kubelet_version() -> str:
+    """The version the fake nodes' kubelets report: the control plane's."""
+    folder = os.environ.get(KUBERNETES_BIN_ENV)
+    name = Path(folder).name if folder else ""
+    return name.removeprefix("kubernetes-") if name.startswith("kubernetes-v") else KUBELET_VERSION
 
 
 def default_nodes() -> list[dict[str, Any]]:
