@@ -120,18 +120,17 @@ check: install-serving build/crds/.complete
 	$(VENV)/bin/nchart lint
 	$(VENV)/bin/python -m pytest -q -m "not slow and not e2e"
 
-# The suite runs with Helm 3 (bin/helm); then the parts that drive helm against a cluster run again
-# with Helm 4 (bin/helm4): the release life cycle (install, upgrade through every environment,
-# rollback, uninstall), the release's workloads and `helm test`, the OCI install, and the API
-# server's dry-run of every render (README: "Supported versions").
-HELM4_SUITE := tests/e2e/test_lifecycle.py tests/e2e/test_release.py tests/e2e/test_release_oci.py tests/e2e/test_dry_run.py
-
 test: install-serving prometheus checkov clients cluster-tools image
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
-	HELM_BIN=$(BIN)/helm4 $(VENV)/bin/python -m pytest -m e2e $(HELM4_SUITE)
+
+# The suite runs with Helm 3 (bin/helm); this runs the parts that drive helm against a cluster again
+# with Helm 4 (bin/helm4): the release life cycle (install, upgrade through every environment,
+# rollback, uninstall), the release's workloads and `helm test`, the OCI install, and the API
+# server's dry-run of every render (README: "Supported versions"; .ci/run runs it after `make test`).
+HELM4_SUITE := tests/e2e/test_lifecycle.py tests/e2e/test_release.py tests/e2e/test_release_oci.py tests/e2e/test_dry_run.py
 
 test-helm4: install-serving cluster-tools image
 	HELM_BIN=$(BIN)/helm4 $(VENV)/bin/python -m pytest -m e2e $(HELM4_SUITE)

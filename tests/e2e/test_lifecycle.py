@@ -43,7 +43,7 @@ def test_upgrade_through_every_environment_rollback_and_uninstall_leave_nothing(
 
 
 def test_helm_is_the_major_this_run_asked_for(cluster: LocalCluster) -> None:
-    """`make test` runs this file with Helm 3 (bin/helm) and again with Helm 4 (HELM_BIN=bin/helm4)."""
+    """`make test` runs this file with Helm 3 (bin/helm), `make test-helm4` with Helm 4 (HELM_BIN=bin/helm4)."""
     version = helm(cluster, "version", "--template", "{{.Version}}").stdout.strip()
     expected = "v4." if Path(os.environ.get("HELM_BIN", "helm")).name == "helm4" else "v3."
     assert version.startswith(expected), f"HELM_BIN={os.environ.get('HELM_BIN')} runs helm {version}"
