@@ -15,7 +15,7 @@ import yaml
 
 import serving
 from nchart import __version__ as nchart_version
-from tests.support.charts import ROOT, render_objects
+from tests.support.charts import ROOT, find, render_objects
 
 RELEASE = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8"))
 # The chart's backends, as the workflow's image targets.
@@ -75,11 +75,7 @@ def test_the_chart_default_image_is_what_the_release_pushes(entry: dict[str, str
     pushed = f"{RELEASE['env']['IMAGES']}/{entry['image']}:{server_version()}{entry['suffix']}"
     if entry["target"] == EXPORTER_TARGET:
         assert pushed == f"{EXPORTER_IMAGE}:{server_version()}"
-        [daemonset] = [
-            o
-            for o in render_objects("inf2.xlarge", "dev")
-            if o["kind"] == "DaemonSet" and o["metadata"]["name"].endswith("neuron-monitor")
-        ]
+        daemonset = find(render_objects("inf2.xlarge", "dev"), "DaemonSet", "neuron-monitor")
         [exporter] = [c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "pod-usage"]
         assert exporter["image"] == pushed
         return

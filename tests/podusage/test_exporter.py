@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nchart.localcluster.processes import free_port, running
 from tests.standins.kubelet_podresources import Container, Device, Pod, StandInKubelet, neuron_node_devices
+from tests.support.httpserver import serving_on_loopback
 from tests.support.podusage import EXPORTER, pod_usage_exporter, socket_dir
 from tests.support.readiness import wait_until_answers
 
@@ -237,14 +238,8 @@ def metadata_service(instance_id: str) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_on_loopback(Handler) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_the_instance_id_comes_from_the_metadata_service(socket_path: Path) -> None:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nchart.localcluster.processes import free_port
 from tests.standins.kubelet_podresources import Container, Pod, StandInKubelet, neuron_node_devices
-from tests.support.charts import render_objects
+from tests.support.charts import find, render_objects
 from tests.support.oci import app_version, built_exporter_image, podman
 from tests.support.podusage import socket_dir
 from tests.support.readiness import wait_until_answers
@@ -24,11 +24,7 @@ INSTANCE_ID = "i-0123456789abcdef0"
 
 
 def chart_exporter_container() -> dict[str, Any]:
-    [daemonset] = [
-        o
-        for o in render_objects("inf2.xlarge", "prod")
-        if o["kind"] == "DaemonSet" and o["metadata"]["name"].endswith("neuron-monitor")
-    ]
+    daemonset = find(render_objects("inf2.xlarge", "prod"), "DaemonSet", "neuron-monitor")
     [container] = [c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "pod-usage"]
     return container
 

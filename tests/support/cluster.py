@@ -51,7 +51,8 @@ def run_tool(
         "HELM_CONFIG_HOME": str(cluster.state_dir / "helm-config"),
         "HELM_DATA_HOME": str(cluster.state_dir / "helm-data"),
     }
-    binary = os.environ.get("HELM_BIN") or str(ROOT / "bin" / "helm") if tool == "helm" else cluster_binary(ROOT, tool)
+    # Project.tool reads HELM_BIN as nchart does.
+    binary = PROJECT.tool("helm") if tool == "helm" else cluster_binary(ROOT, tool)
     result = subprocess.run(
         [binary, *args],
         capture_output=True,

@@ -7,7 +7,6 @@ import http.server
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import yaml
 
 from nchart.localcluster.processes import free_port, running
 from tests.support.charts import render_objects
+from tests.support.httpserver import serving_on_loopback
 from tests.support.readiness import wait_until_answers
 
 RELEASE_JOBS = {
@@ -88,13 +88,8 @@ def static_exporter(files: dict[str, Path | Callable[[], bytes]]) -> Iterator[st
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    with serving_on_loopback(Handler) as port:
+        yield f"127.0.0.1:{port}"
 
 
 @contextlib.contextmanager

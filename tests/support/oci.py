@@ -26,17 +26,19 @@ def app_version() -> str:
 
 def built_image(target: str = "cpu") -> str:
     """The image `make image` built for this checkout's server version; a clear failure without it."""
-    image = f"localhost/eks-neuron/sd21-serving:{app_version()}-{target}"
-    if not (OCI_STATE / "containers.conf").is_file() or podman("image", "exists", image, check=False).returncode:
-        raise AssertionError(f"{image} is not built: run `make image` (scripts/build-image.sh)")
-    return image
+    return _built(f"localhost/eks-neuron/sd21-serving:{app_version()}-{target}", "scripts/build-image.sh")
 
 
 def built_exporter_image() -> str:
     """The pod usage exporter's image `make image` built, at the release version."""
-    image = f"localhost/eks-neuron/neuron-pod-usage-exporter:{app_version()}"
+    return _built(
+        f"localhost/eks-neuron/neuron-pod-usage-exporter:{app_version()}", "scripts/build-image.sh pod-usage-exporter"
+    )
+
+
+def _built(image: str, how: str) -> str:
     if not (OCI_STATE / "containers.conf").is_file() or podman("image", "exists", image, check=False).returncode:
-        raise AssertionError(f"{image} is not built: run `make image` (scripts/build-image.sh pod-usage-exporter)")
+        raise AssertionError(f"{image} is not built: run `make image` ({how})")
     return image
 
 
