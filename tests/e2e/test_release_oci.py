@@ -6,6 +6,7 @@ serving pointed at the pushed image, and its Deployment must reference exactly t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,8 +34,11 @@ def chart_version() -> str:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with local_registry(tmp_path_factory.mktemp("registry")) as address:
+    storage = tmp_path_factory.mktemp("registry")
+    with local_registry(storage) as address:
         yield address
+    # The pushed image is gigabytes; pytest keeps its last three runs' folders.
+    shutil.rmtree(storage / "data", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
