@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo demo-down test test-helm4 test-kubernetes-newest test-under-load e2e cluster-up cluster-down bench bench-cluster bench-autoscaling bench-serving soak crd-schemas fuzz-values clean
+.PHONY: check install install-serving tools cluster-tools charts prometheus checkov clients oci-tools image venv venv-serving generate check-generated lint demo demo-down test test-helm4 test-kubernetes-newest test-under-load e2e cluster-up cluster-down bench bench-cluster bench-autoscaling bench-serving soak soak-queue crd-schemas fuzz-values clean
 
 install: tools venv charts
 
@@ -185,6 +185,10 @@ bench-serving: install-serving
 # Ten minutes at twice the server's measured capacity (make test runs a 40 s version).
 soak: install-serving
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/serving/soak.py --duration 600
+
+# Ten minutes of jobs into a queue worker over SQS and S3 on loopback (make test runs a 40 s version).
+soak-queue: install-serving
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/serving/queue_soak.py --duration 600
 
 # Regenerates the CRD schemas kubeconform uses (needs the Go module proxy).
 crd-schemas: venv

@@ -48,20 +48,54 @@ def cli() -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Run the HTTP server (settings from SD_* environment variables)."""
     import uvicorn
-    from pydantic import ValidationError
 
     from .app import create_app
     from .connections import uvicorn_config
-    from .settings import Settings
 
-    try:
-        settings = Settings()
-    except ValidationError as error:
-        details = "; ".join(f"SD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
-        raise click.UsageError(f"bad settings: {details}") from None
+    settings = _settings()
     app = create_app(settings)
     log_level = os.environ.get("SD_LOG_LEVEL", "info")
     uvicorn.Server(uvicorn_config(app, settings, host or settings.host, port or settings.port, log_level)).run()
+
+
+def _settings() -> Any:
+    """The SD_* settings, or a usage error naming each bad variable."""
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        details = "; ".join(f"SD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        raise click.UsageError(f"bad settings: {details}") from None
+
+
+@cli.command()
+def worker() -> None:
+    """Take generation jobs from SQS (SD_QUEUE_URL), write the images to S3 (SD_QUEUE_OUTPUT_URI); metrics on
+    SD_HOST:SD_PORT. SIGTERM finishes the batch in hand and returns the other jobs to the queue."""
+    import logging
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from .pipeline import load_configured
+    from .worker import Worker, WorkerMetrics, aws_clients
+
+    settings = _settings()
+    logging.basicConfig(level=os.environ.get("SD_LOG_LEVEL", "info").upper(), format="%(levelname)s %(message)s")
+    metrics = WorkerMetrics()
+    sqs, s3 = aws_clients()
+    try:
+        queue = Worker(settings, load_configured, sqs, s3, metrics)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    signal.signal(signal.SIGTERM, queue.stop)
+    signal.signal(signal.SIGINT, queue.stop)
+    start_http_server(settings.port, settings.host, registry=metrics.registry)
+    queue.run()
+    click.echo("worker: stopped")
 
 
 @cli.command("compile")

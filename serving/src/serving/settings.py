@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_header_bytes: int = Field(16_384, ge=1024)
     max_connections: int = Field(512, ge=1)
+    # Queued generation (`eks-neuron-serve worker`, worker.py): the job queue, where failed jobs go with
+    # their reason (empty: the queue's redrive policy moves them, without it), where images go; how long
+    # a received job stays hidden from other workers (extended while it runs), the tries a job gets,
+    # the wait before a failed job's retry, the long poll, and the messages taken per receive.
+    queue_url: str = ""
+    queue_dead_letter_url: str = ""
+    queue_output_uri: str = Field("", pattern=r"^(s3://[^/]+(/.*)?)?$")
+    queue_visibility_timeout_s: int = Field(300, ge=1, le=43_200)
+    queue_max_receives: int = Field(3, ge=1, le=1000)
+    queue_retry_delay_s: int = Field(10, ge=0, le=43_200)
+    queue_wait_s: int = Field(20, ge=0, le=20)
+    queue_messages: int = Field(4, ge=1, le=10)
+    # The HTTP server's address; the worker serves its /metrics there.
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
 
