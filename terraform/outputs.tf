@@ -59,3 +59,18 @@ output "load_balancer_subnet_cidrs" {
   description = "CIDRs of the subnets internal load balancers sit in: the sources the serving NetworkPolicy admits (ALB ip targets)."
   value       = module.vpc.intra_subnets_cidr_blocks
 }
+
+output "job_queue_url" {
+  description = "SQS URL of the job queue (sd21-serving.queue.url); empty without job_queue.enabled."
+  value       = var.job_queue.enabled ? aws_sqs_queue.jobs[0].url : ""
+}
+
+output "job_dead_letter_queue_url" {
+  description = "SQS URL of the jobs' dead-letter queue (sd21-serving.queue.deadLetterUrl); empty without job_queue.enabled."
+  value       = var.job_queue.enabled ? aws_sqs_queue.job_dead_letters[0].url : ""
+}
+
+output "job_output_uri" {
+  description = "Where the workers write images (sd21-serving.queue.outputUri); empty without job_queue.enabled."
+  value       = var.job_queue.enabled ? "s3://${aws_s3_bucket.models.bucket}/${var.job_queue.output_prefix}" : ""
+}

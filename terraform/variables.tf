@@ -173,3 +173,32 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "job_queue" {
+  description = "Queued generation (sd21-serving server.mode queue or both): an SQS job queue and its dead-letter queue, images written under output_prefix in the model bucket, the serving role allowed both, and KEDA's operator allowed to read the queue's depth. max_receives is the chart's queue.maxReceives (nchart tf copies it); the queue's own redrive moves a message two receives later, so the worker dead-letters it first, with the reason."
+  type = object({
+    enabled                    = optional(bool, false)
+    max_receives               = optional(number, 3)
+    visibility_timeout_seconds = optional(number, 300)
+    retention_seconds          = optional(number, 345600)
+    output_prefix              = optional(string, "generated/")
+  })
+  default = {}
+
+  validation {
+    condition     = var.job_queue.max_receives >= 1 && var.job_queue.max_receives <= 998
+    error_message = "job_queue.max_receives must be 1-998 (SQS redrive allows 1000, and it is set 2 higher)."
+  }
+  validation {
+    condition     = var.job_queue.visibility_timeout_seconds >= 0 && var.job_queue.visibility_timeout_seconds <= 43200
+    error_message = "job_queue.visibility_timeout_seconds must be 0-43200 (SQS's limit, 12 hours)."
+  }
+  validation {
+    condition     = var.job_queue.retention_seconds >= 60 && var.job_queue.retention_seconds <= 1209600
+    error_message = "job_queue.retention_seconds must be 60-1209600 (SQS's limits, 1 minute to 14 days)."
+  }
+  validation {
+    condition     = can(regex("^([A-Za-z0-9!_.*'()-]+/)+$", var.job_queue.output_prefix))
+    error_message = "job_queue.output_prefix must be a key prefix ending in /, such as generated/."
+  }
+}

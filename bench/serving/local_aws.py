@@ -146,6 +146,15 @@ class LocalAws:
 
 
 @contextlib.contextmanager
+def local_aws() -> Iterator[LocalAws]:
+    aws = LocalAws()
+    try:
+        yield aws
+    finally:
+        aws.stop()
+
+
+@contextlib.contextmanager
 def worker_process(env: dict[str, str], log: Path, stop_timeout_s: float = 120) -> Iterator[subprocess.Popen[bytes]]:
     """`python -m serving worker` with the given settings, its metrics on a free loopback port
     (env SD_PORT after the call); SIGTERM on exit if it still runs."""

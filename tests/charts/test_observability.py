@@ -3,6 +3,7 @@ real neuron-monitor scrape and the real model server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from local_aws import local_aws, worker_process
 
 import tests.support.serving  # noqa: F401  (offline environment for the model server)
 from nchart.generate.dashboards import dashboard_specs
@@ -159,7 +161,13 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
         pod_usage_exporter(sockets / "busy.sock", instance_id=INSTANCE_ID) as busy_usage_port,
         uvicorn_server(ready_app(tiny_model_dir)) as server_url,
         httpx.Client(base_url=server_url, timeout=60) as client,
+        # A queue worker (server.mode queue) taking jobs from SQS and writing to S3, both on loopback.
+        local_aws() as aws,
+        contextlib.ExitStack() as stack,
     ):
+        queues = aws.queues()
+        worker_env = queues.worker_env(tiny_model_dir)
+        stack.enter_context(worker_process(worker_env, workdir / "worker.log"))
         wait_until_answers(f"{server_url}/ready", "the model server", timeout_s=180)
         assert client.post("/v1/images/generations", json={"prompt": ""}).status_code == 422
         scrape_configs = [
@@ -182,6 +190,12 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
                 "static_configs": [{"targets": [server_url.removeprefix("http://")]}],
             }
         )
+        scrape_configs.append(
+            {
+                "job_name": RELEASE_JOBS["queue-worker"],
+                "static_configs": [{"targets": [f"127.0.0.1:{worker_env['SD_PORT']}"]}],
+            }
+        )
         with prometheus(workdir, scrape_configs, rules) as base:
             # Traffic while Prometheus scrapes, until rates and quantiles have numbers; then every
             # recording rule evaluated with data (bounded generously: on a busy machine scrapes and
@@ -199,6 +213,8 @@ def live_prometheus(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
                     )
                     assert response.status_code == 200
                     seed += 1
+                if queues.counts() == (0, 0):  # a job at a time while the worker's series settle
+                    queues.send({"prompt": "a harbour", "steps": 2, "seed": seed})
                 time.sleep(0.5)
             yield base
 

@@ -172,6 +172,42 @@ def test_init_plan_apply_feed_outputs_back_into_the_values(project_copy: Project
     assert not project_copy.generated_values("prod").exists()
 
 
+def test_queue_mode_makes_the_job_queue_and_the_workers_find_it(project_copy: Project, fixture_module: Path) -> None:
+    values_file = project_copy.root / "values/staging.yaml"
+    values = yaml.safe_load(values_file.read_text())
+    values["sd21-serving"].setdefault("server", {})["mode"] = "both"
+    values["sd21-serving"]["queue"] = {"maxReceives": 5, "visibilityTimeoutSeconds": 900}
+    values_file.write_text(yaml.safe_dump(values))
+    # Before the queue exists the values cannot name it; the tfvars are still made.
+    result = run(project_copy, "tf", "vars", "--env", "staging")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["job_queue"] == {
+        "enabled": True,
+        "max_receives": 5,
+        "visibility_timeout_seconds": 900,
+    }
+    applied = run(project_copy, "tf", "apply", "--env", "staging", "--dir", str(fixture_module), "--auto-approve")
+    assert applied.exit_code == 0, applied.stdout + applied.stderr
+    state = json.loads((fixture_module / "terraform.tfstate.d/staging/terraform.tfstate").read_text())
+    (queue,) = [r for r in state["resources"] if r["name"] == "job_queue"]
+    assert queue["instances"][0]["attributes"]["output"]["value"]["max_receive"] == 7  # the redrive backstop
+    overlay = yaml.safe_load(project_copy.generated_values("staging").read_text())
+    assert overlay["sd21-serving"]["queue"] == {
+        "url": "https://sqs.us-west-2.amazonaws.com/111122223333/eks-neuron-staging-jobs",
+        "deadLetterUrl": "https://sqs.us-west-2.amazonaws.com/111122223333/eks-neuron-staging-jobs-dlq",
+        "outputUri": "s3://eks-neuron-staging-models/generated/",
+    }
+    from nchart.core.catalog import resolve_instance
+
+    objects = parse_manifests(
+        render(project_copy, value_sources(project_copy, resolve_instance("inf2.xlarge"), "staging"))
+    )
+    (worker,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-worker")]
+    env = {e["name"]: e.get("value") for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SD_QUEUE_URL"] == overlay["sd21-serving"]["queue"]["url"]
+    assert env["SD_QUEUE_MAX_RECEIVES"] == "5"
+
+
 def test_amazon_managed_monitoring_gives_the_charts_grafanas_url(project_copy: Project, fixture_module: Path) -> None:
     settings_file = fixture_module / "environments.yaml"
     settings = yaml.safe_load(settings_file.read_text())

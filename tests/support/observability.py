@@ -22,6 +22,8 @@ from tests.support.readiness import wait_until_answers
 RELEASE_JOBS = {
     "neuron-monitor": "eks-neuron-neuron-monitor",
     "serving": "eks-neuron-sd21-serving",
+    # The prometheus-operator names a PodMonitor's job NAMESPACE/NAME.
+    "queue-worker": "sd-serving/eks-neuron-sd21-serving-worker",
     "my-scheduler": "eks-neuron-my-scheduler-metrics",
     "node-problem-detector": "eks-neuron-neuron-problem-detector",
     "kube-state-metrics": "kube-state-metrics",
@@ -30,7 +32,12 @@ RELEASE_JOBS = {
 
 # Served images as Prometheus must see them before the serving panels have numbers (its recording
 # rules; NaN compares false).
-TRAFFIC_SERIES = ("job:sd_images_generated:rate5m > 0", "job:sd_image_request_duration_seconds:p50_5m >= 0")
+TRAFFIC_SERIES = (
+    "job:sd_images_generated:rate5m > 0",
+    "job:sd_image_request_duration_seconds:p50_5m >= 0",
+    # Jobs the queue worker finished, twice scraped (its rates need two samples).
+    "increase(sd_queue_jobs_succeeded_total[5m]) > 0",
+)
 # What Grafana puts in for the dashboards' template variables: every value of each.
 VARIABLES = {
     "$job": ".+",

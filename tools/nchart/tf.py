@@ -35,6 +35,7 @@ SETTINGS_KEYS = {
     "install_aws_load_balancer_controller",
     "install_metrics_server",
     "monitoring_backend",
+    "job_queue",
     "tags",
 }
 REQUIRED_SETTINGS = {"region", "cluster_version", "vpc_cidr", "core_node_group"}
@@ -47,6 +48,15 @@ OVERLAY_OUTPUTS = (
     "karpenter_node_role_name",
     "grafana_url",
     "load_balancer_subnet_cidrs",
+    "job_queue_url",
+    "job_dead_letter_queue_url",
+    "job_output_uri",
+)
+# Stand-ins for what Terraform has not made yet, so a release in queue mode renders to name its
+# ServiceAccounts before the queue exists (the names do not depend on them).
+QUEUE_PLACEHOLDERS = (
+    "sd21-serving.queue.url=https://sqs.us-east-1.amazonaws.com/000000000000/not-created-yet",
+    "sd21-serving.queue.outputUri=s3://not-created-yet/",
 )
 # What terraform prints when it cannot reach the registry for providers or modules.
 _REGISTRY_FAILURE = re.compile(
@@ -64,14 +74,20 @@ def workload_service_accounts(project: Project, env: str, release: str, namespac
     nameOverride, fullnameOverride, namespaceOverride or serviceAccount.name put it."""
     from .core.render import parse_manifests, render
 
-    objects = parse_manifests(render(project, value_sources(project, None, env), release, namespace))
+    sources = value_sources(project, None, env, set_values=QUEUE_PLACEHOLDERS)
+    objects = parse_manifests(render(project, sources, release, namespace))
     accounts = {}
     for chart, kind in (("sd21-serving", "Deployment"), ("neuron-problem-detector", "DaemonSet")):
+        # In server.mode both the HTTP server and the queue workers run as the one ServiceAccount.
         workloads = [
             o
             for o in objects
-            if o["kind"] == kind and o["metadata"]["labels"].get("helm.sh/chart", "").startswith(f"{chart}-")
+            if o["kind"] == kind
+            and o["metadata"]["labels"].get("helm.sh/chart", "").startswith(f"{chart}-")
+            and o["metadata"]["labels"].get("app.kubernetes.io/component") != "queue-worker"
         ]
+        if not workloads and chart == "sd21-serving":
+            workloads = [o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith("-worker")]
         if len(workloads) != 1:
             raise UsageError(
                 f"values/{env}.yaml: {chart} renders {len(workloads)} {kind}s; enable it so its IAM role "
@@ -135,7 +151,23 @@ def tfvars(project: Project, tf_dir: Path, env: str, release: str, namespace: st
         "serving_service_account": accounts["sd21-serving"],
         "recovery_service_account": accounts["neuron-problem-detector"],
     }
-    variables.update(load_settings(project, tf_dir, env))
+    # The job queue follows the chart: made when the workers run, with their tries and visibility;
+    # environments.yaml may set its retention and output prefix.
+    queue = serving.get("queue") or {}
+    variables["job_queue"] = {
+        "enabled": (serving.get("server") or {}).get("mode", "http") in ("queue", "both"),
+        "max_receives": queue.get("maxReceives", 3),
+        "visibility_timeout_seconds": queue.get("visibilityTimeoutSeconds", 300),
+    }
+    settings = load_settings(project, tf_dir, env)
+    job_queue = settings.pop("job_queue", None) or {}
+    if not isinstance(job_queue, dict):
+        raise UsageError(
+            f"terraform/{SETTINGS_FILE}: {env}: job_queue must be a mapping (retention_seconds, output_prefix), "
+            f"got {type(job_queue).__name__}"
+        )
+    variables["job_queue"].update(job_queue)
+    variables.update(settings)
     return variables
 
 
@@ -200,6 +232,17 @@ def overlay_from_outputs(outputs: dict[str, Any], values: Values) -> Values:
             "model": {"s3Uri": f"s3://{value['model_bucket_name']}/{key}"},
             "karpenter": {"nodeClass": {"role": value["karpenter_node_role_name"]}},
             "networkPolicy": {"ingressCIDRs": list(value["load_balancer_subnet_cidrs"])},
+            **(
+                {
+                    "queue": {
+                        "url": value["job_queue_url"],
+                        "deadLetterUrl": value["job_dead_letter_queue_url"],
+                        "outputUri": value["job_output_uri"],
+                    }
+                }
+                if value["job_queue_url"]
+                else {}
+            ),
         },
     }
 

@@ -2,6 +2,7 @@
 A PodDisruptionBudget for the chart's pods, when podDisruptionBudget.enabled and more than one replica
 can run. It takes minAvailable or maxUnavailable, whichever podDisruptionBudget sets.
   {{ include "eks-neuron-lib.podDisruptionBudget" (dict "context" . "replicas" .Values.replicaCount) }}
+`suffix` names a second budget of the same chart, over the pods `podLabels` selects.
 */}}
 {{- define "eks-neuron-lib.podDisruptionBudget" -}}
 {{- $context := .context }}
@@ -10,7 +11,7 @@ can run. It takes minAvailable or maxUnavailable, whichever podDisruptionBudget 
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
-  name: {{ include "eks-neuron-lib.fullname" $context | quote }}
+  name: {{ include "eks-neuron-lib.fullname" $context | printf (ternary "%s" (printf "%%s-%s" (.suffix | default "")) (empty .suffix)) | quote }}
   namespace: {{ include "eks-neuron-lib.namespace" $context | quote }}
   labels:
     {{- include "eks-neuron-lib.labels" $context | nindent 4 }}
@@ -22,6 +23,10 @@ spec:
   {{- end }}
   selector:
     matchLabels:
+      {{- if .podLabels }}
+      {{- .podLabels | trim | nindent 6 }}
+      {{- else }}
       {{- include "eks-neuron-lib.selectorLabels" $context | nindent 6 }}
+      {{- end }}
 {{- end }}
 {{- end }}

@@ -137,3 +137,58 @@ tolerations: {{ toJson (concat $tolerations $job.tolerations) }}
 app.kubernetes.io/name: {{ printf "%s-compile" (include "eks-neuron-lib.name" .) | quote }}
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
+
+{{- /* The Deployments server.mode asks for, as a YAML list: http, queue, or both. */}}
+{{- define "sd21-serving.roles" -}}
+{{- $mode := .Values.server.mode }}
+{{- if has $mode (list "queue" "both") }}
+{{- if not .Values.queue.url }}
+{{- fail (printf "sd21-serving.queue.url is required with server.mode=%s: the SQS queue URL the workers take jobs from (terraform output job_queue_url)" $mode) }}
+{{- end }}
+{{- if not .Values.queue.outputUri }}
+{{- fail (printf "sd21-serving.queue.outputUri is required with server.mode=%s: s3://bucket/prefix/ the workers write images to (terraform output job_output_uri)" $mode) }}
+{{- end }}
+{{- end }}
+{{- toYaml (get (dict "http" (list "http") "queue" (list "queue") "both" (list "http" "queue")) $mode) }}
+{{- end }}
+
+{{- define "sd21-serving.workerPodLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-worker" (include "eks-neuron-lib.name" .) | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+{{- end }}
+
+{{- /* The queue worker's settings (serving/src/serving/settings.py, SD_QUEUE_*). */}}
+{{- define "sd21-serving.queueEnv" -}}
+{{- with .Values.queue }}
+- name: SD_QUEUE_URL
+  value: {{ .url | quote }}
+- name: SD_QUEUE_DEAD_LETTER_URL
+  value: {{ .deadLetterUrl | quote }}
+- name: SD_QUEUE_OUTPUT_URI
+  value: {{ .outputUri | quote }}
+- name: SD_QUEUE_VISIBILITY_TIMEOUT_S
+  value: {{ .visibilityTimeoutSeconds | quote }}
+- name: SD_QUEUE_MAX_RECEIVES
+  value: {{ .maxReceives | quote }}
+- name: SD_QUEUE_RETRY_DELAY_S
+  value: {{ .retryDelaySeconds | quote }}
+- name: SD_QUEUE_MESSAGES
+  value: {{ .messagesPerReceive | quote }}
+{{- with .region }}
+- name: AWS_REGION
+  value: {{ . | quote }}
+{{- end }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
+{{- end }}
+
+{{- define "sd21-serving.servesHttp" -}}
+{{- if has .Values.server.mode (list "http" "both") }}true{{ end }}
+{{- end }}
+
+{{- define "sd21-serving.runsWorkers" -}}
+{{- if has .Values.server.mode (list "queue" "both") }}true{{ end }}
+{{- end }}

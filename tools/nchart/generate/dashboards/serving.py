@@ -5,6 +5,7 @@ from __future__ import annotations
 from .spec import (
     GREEN,
     IMAGES_PER_SECOND,
+    JOBS_PER_SECOND,
     ORANGE,
     RED,
     ROUTE,
@@ -37,7 +38,7 @@ def serving(limits: AlertLimits) -> DashboardSpec:
         description="Requests, latency, queue, batching and throughput of the SD 2.1 servers.",
         variables=(SD_JOB,),
         links=(Link("Scheduling", "/d/neuron-scheduler/neuron-scheduling"),),
-        rows=(_traffic_row(limits), _capacity_row(limits)),
+        rows=(_traffic_row(limits), _capacity_row(limits), _queue_row()),
     )
 
 
@@ -245,6 +246,105 @@ def _capacity_row(limits: AlertLimits) -> Row:
                     idle="each replica's load time",
                     busy="the same",
                     broken="no data for a replica that never loaded; minutes where seconds are usual: the model fetch is slow",
+                ),
+            ),
+        ),
+    )
+
+
+NO_JOBS = "no queue workers, or no jobs in range"
+
+
+def _queue_row() -> Row:
+    """The queue workers (server.mode queue or both): SQS's counts as the workers read them, how long
+    jobs waited, and what became of them."""
+    return (
+        "Queued jobs",
+        (
+            PanelSpec(
+                "Job queue messages",
+                (
+                    # Every worker reads the same queue's counts: one per queue, then summed by state.
+                    query(
+                        'sum by (state) (max by (queue, state) (sd_queue_messages{job=~"$job"}))',
+                        "{{state}}",
+                    ),
+                ),
+                "Messages in the job queue as SQS counts them at each worker's receive (sd_queue_messages): "
+                "visible (waiting), in_flight (held by a worker), delayed; stacked. KEDA scales the workers "
+                "on visible plus in flight.",
+                unit="short",
+                minimum=0,
+                stacked=True,
+                draw="steps",
+                no_value=NO_JOBS,
+                reads=Reads(
+                    idle="0, or no data with no workers",
+                    busy="in_flight up to the workers' messagesPerReceive each, visible falling as they work",
+                    broken="visible climbing and staying: jobs arrive faster than the workers finish them",
+                ),
+            ),
+            PanelSpec(
+                "Job wait before a worker took it",
+                tuple(
+                    query(
+                        f'histogram_quantile({q}, sum by (le) (rate(sd_queue_job_age_seconds_bucket{{job=~"$job"}}[$__rate_interval])))',
+                        label,
+                    )
+                    for q, label in ((0.5, "p50"), (1.0, "oldest (bucket bound)"))
+                ),
+                "Seconds from a job's first send to each time a worker received it (sd_queue_job_age_seconds): "
+                "the age of the oldest waiting work, as the workers see it. Redeliveries count from the first "
+                "send.",
+                unit="s",
+                minimum=0,
+                no_value=NO_JOBS,
+                reads=Reads(
+                    idle='"no queue workers, or no jobs in range"',
+                    busy="seconds: jobs are taken soon after they are sent",
+                    broken="minutes and rising: too few workers (check maxReplicas), or workers not starting",
+                ),
+            ),
+            PanelSpec(
+                "Jobs per second",
+                (
+                    query('sum(rate(sd_queue_jobs_received_total{job=~"$job"}[$__rate_interval]))', "received"),
+                    query('sum(rate(sd_queue_jobs_succeeded_total{job=~"$job"}[$__rate_interval]))', "succeeded"),
+                    query('sum(rate(sd_queue_jobs_redelivered_total{job=~"$job"}[$__rate_interval]))', "redelivered"),
+                ),
+                "Job messages received, jobs completed (result.json written), and receives of a message seen "
+                "before (a worker died or a try failed), per second.",
+                unit=JOBS_PER_SECOND,
+                minimum=0,
+                no_value=NO_JOBS,
+                reads=Reads(
+                    idle="0 on an axis up to 1",
+                    busy="succeeded following received, redelivered near 0",
+                    broken="succeeded below received for long, or redelivered climbing: jobs fail or workers die",
+                ),
+            ),
+            PanelSpec(
+                "Job failures per second by reason",
+                (
+                    query(
+                        'sum by (reason) (rate(sd_queue_jobs_failed_total{job=~"$job"}[$__rate_interval]))',
+                        "{{reason}}",
+                    ),
+                    query(
+                        'sum(rate(sd_queue_jobs_dead_lettered_total{job=~"$job"}[$__rate_interval]))',
+                        "dead-lettered",
+                    ),
+                ),
+                "Failed tries by reason (sd_queue_jobs_failed_total): invalid (never retried), prompts (the "
+                "prompts object unreadable), generation, output (S3 writes). dead-lettered: jobs sent to the "
+                "dead-letter queue, with the reason in their eks-neuron-failure attribute.",
+                unit=JOBS_PER_SECOND,
+                minimum=0,
+                no_value=NO_JOBS,
+                reads=Reads(
+                    idle="0 on an axis up to 1",
+                    busy="0",
+                    broken="generation or output above 0: the model or S3 access is failing; read the dead-letter queue",
                 ),
             ),
         ),

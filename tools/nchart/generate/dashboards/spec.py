@@ -38,7 +38,8 @@ NEUTRAL: tuple[tuple[float | None, str], ...] = ((None, "text"),)
 # Units of per-second rates: with every series at zero Grafana would pick an axis of 0-100, and a
 # zero line and a threshold drawn on the axis itself are lost. They get a soft maximum instead.
 IMAGES_PER_SECOND = "suffix: img/s"
-RATE_UNITS = ("ops", "reqps", IMAGES_PER_SECOND)
+JOBS_PER_SECOND = "suffix: jobs/s"
+RATE_UNITS = ("ops", "reqps", IMAGES_PER_SECOND, JOBS_PER_SECOND)
 
 
 # A grid row is this wide (Grafana's 24 columns); panels of a dashboard row fill their lines.
