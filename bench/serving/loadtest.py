@@ -39,18 +39,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx
 
-PROMPT = "a photograph of an astronaut riding a horse"
+from serving.loadclient import PROMPT, batch_sizes, batches_by_size, percentile, request_body
+from serving.loadclient import drive as drive_level
+
 CONCURRENCY = (1, 2, 4, 8)
 FORMATS = ("png", "jpeg", "webp")
 LATENCY_SLACK = 1.02
 THROUGHPUT_SHARE = 0.95
 COMPILED_BATCH1_TARGET_S = 0.40
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 class BarePipeline:
@@ -134,29 +130,16 @@ def paired_latency(bare: BarePipeline, base: str, runs: int, image_format: str) 
     return samples
 
 
-def request_body(steps: int, seed: int, image_format: str) -> dict[str, Any]:
-    return {"prompt": PROMPT, "steps": steps, "seed": seed, "response_format": image_format}
-
-
 async def drive(base: str, concurrency: int, requests: int, steps: int, image_format: str) -> dict[str, float]:
-    latencies: list[float] = []
-    counter = iter(range(requests))
-    statuses: list[int] = []
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        for index in counter:
-            started = time.perf_counter()
-            response = await client.post("/v1/images/generations", json=request_body(steps, index, image_format))
-            latencies.append(time.perf_counter() - started)
-            statuses.append(response.status_code)
-
-    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    if set(statuses) != {200}:
-        raise SystemExit(f"server answered {sorted(set(statuses))} at concurrency {concurrency}")
-    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 99), "images_per_s": requests / wall}
+    """One timed wave; every request must answer 200."""
+    level = await drive_level(base, concurrency, requests, steps, image_format)
+    if set(level.statuses) != {200}:
+        raise SystemExit(f"server answered {sorted(level.statuses)} at concurrency {concurrency}")
+    return {
+        "p50": statistics.median(level.latencies_s),
+        "p99": percentile(level.latencies_s, 99),
+        "images_per_s": level.images_per_s,
+    }
 
 
 def metric(base: str, name: str) -> float:
@@ -165,17 +148,6 @@ def metric(base: str, name: str) -> float:
         if line.startswith(f"{name} "):
             return float(line.split()[1])
     raise SystemExit(f"the server's /metrics has no {name}")
-
-
-def batch_sizes(base: str) -> dict[str, float]:
-    """The server's sd_batch_size histogram: how many batches of each size it ran so far."""
-    text = httpx.get(f"{base}/metrics").text
-    counts = {}
-    for line in text.splitlines():
-        if line.startswith("sd_batch_size_bucket"):
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
-            counts[bound] = float(line.rsplit(" ", 1)[1])
-    return counts
 
 
 def measure_mode(args: argparse.Namespace, model_dir: Path, backend: str, mode: str) -> dict[str, Any]:
@@ -299,16 +271,6 @@ def report(results: list[dict[str, Any]]) -> bool:
     for image_format in FORMATS:
         print(f"| {image_format} | {encoders[image_format] * 1000:.2f} |")
     return ok
-
-
-def batches_by_size(cumulative: dict[str, float]) -> str:
-    """'12 x 2, 1 x 1': batches of each size, from the histogram's cumulative bucket counts."""
-    counts, below = [], 0.0
-    for bound, total in sorted(((float(b), t) for b, t in cumulative.items() if b != "+Inf")):
-        if total - below > 0:
-            counts.append(f"{total - below:.0f} x {bound:g}")
-        below = total
-    return ", ".join(reversed(counts)) or "none"
 
 
 def _at(table: dict[Any, Any], c: int) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from tests.support.stack import (
     load,
     play_serving_pods,
     played_serving_urls,
+    playing_load_pods,
     pod_states,
     running_serving_pods,
     running_with_ip,
@@ -323,3 +325,56 @@ def test_doctor_reads_what_the_real_controllers_report(stack: LocalCluster) -> N
 
     (finding,) = wait_for(reported, "Karpenter reporting the NodePool's node class missing")
     assert f"KWOKNodeClass {node_class} not Ready" in finding["message"], finding
+
+
+# --- the in-cluster load test ---------------------------------------------------------------------
+
+
+def images_served(urls: list[str], headers: dict[str, str]) -> float:
+    total = 0.0
+    for url in urls:
+        for line in httpx.get(f"{url}/metrics", headers=headers, timeout=30).text.splitlines():
+            if line.startswith("sd_images_generated_total "):
+                total += float(line.split()[1])
+    return total
+
+
+def test_nchart_loadtest_runs_the_charts_job_and_prints_the_pods_combined_table(
+    stack: LocalCluster, tmp_path: Path
+) -> None:
+    """`nchart loadtest` creates the chart's Job for the installed release; its two pods are played by the
+    real load client (the STAND-IN kubelet writes each result into the pod's status), against the
+    played serving pods through their Service; the table it prints combines both pods."""
+    import subprocess
+    import sys
+
+    values = release_values(INSTANCE, "prod", *TEST_SETTINGS)
+    headers = api_token_headers(stack, values)
+    urls = played_serving_urls(stack)
+    before = images_served(urls, headers)
+    nchart = Path(sys.executable).with_name("nchart")
+    command = [
+        str(nchart), "loadtest", "--env", "prod", "--instance", INSTANCE, "--release", RELEASE,
+        "--kubeconfig", str(stack.kubeconfig), "--pods", "2", "--concurrency", "1,2", "--requests", "4",
+        "--timeout", "600", "--out", str(tmp_path / "loadtest.json"),
+        # The Secret the test made holds its token under this key (prod's auth.existingSecret).
+        "--set", "sd21-serving.loadtest.tokenKey=load-test",
+    ]  # fmt: skip
+    with playing_load_pods(stack) as played:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(played.values()) == [0, 0], played
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    header, *body = [[cell.strip() for cell in row] for row in rows]
+    assert header[:4] == ["concurrency per pod", "pods", "requests", "not 200"]
+    assert [row[:4] for row in body] == [["1", "2", "8", "none"], ["2", "2", "8", "none"]]
+    assert all(float(row[6]) > 0 for row in body)  # images/s
+    # Every request of both pods, their untimed waves included, reached the played servers.
+    assert images_served(urls, headers) - before == 2 * ((1 + 4) + (2 + 4))
+    kept = json.loads((tmp_path / "loadtest.json").read_text())
+    assert {pod["pod"] for pod in kept["pods"]} == set(played)
+    configmaps = custom_objects(stack, "configmaps", SERVING_NAMESPACE)
+    (stored,) = [
+        c for c in configmaps if c["metadata"]["name"].endswith("-results") and "loadtest" in c["metadata"]["name"]
+    ]
+    assert stored["data"]["table.md"].strip() == kept["table"].strip()

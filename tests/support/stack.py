@@ -25,7 +25,7 @@ import yaml
 
 from nchart.localcluster.cluster import LocalCluster
 from nchart.localcluster.podnetwork import write_route
-from nchart.localcluster.podplayer import container_of, http_port, play_serving_pod
+from nchart.localcluster.podplayer import container_of, http_port, play_load_pod, play_serving_pod
 from nchart.localcluster.processes import free_port, wait_until
 from tests.support.charts import ROOT
 from tests.support.cluster import (
@@ -259,3 +259,39 @@ def played_serving_urls(cluster: LocalCluster) -> list[str]:
             if local:
                 urls.append(f"http://{local}")
     return sorted(urls)
+
+
+LOADTEST_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=sd21-serving-loadtest"
+
+
+@contextlib.contextmanager
+def playing_load_pods(cluster: LocalCluster) -> Iterator[dict[str, int]]:
+    """Plays each load-test pod once it is bound to a node (kwok runs no container): the real
+    `eks-neuron-serve loadtest` against the played serving pods, its result written into the pod's
+    status as its kubelet would. Yields pod name -> exit code, filled in as they finish."""
+    finished: dict[str, int] = {}
+    started: set[str] = set()
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def play(pod: Any) -> None:
+        finished[pod.metadata.name] = play_load_pod(cluster, pod, timeout_s=600)
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            for pod in pods_of(cluster, SERVING_NAMESPACE, LOADTEST_SELECTOR):
+                if pod.spec.node_name and pod.metadata.name not in started:
+                    started.add(pod.metadata.name)
+                    thread = threading.Thread(target=play, args=(pod,), daemon=True)
+                    thread.start()
+                    threads.append(thread)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield finished
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+        for thread in threads:
+            thread.join(timeout=600)

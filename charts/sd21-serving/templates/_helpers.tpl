@@ -192,3 +192,10 @@ app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- define "sd21-serving.runsWorkers" -}}
 {{- if has .Values.server.mode (list "queue" "both") }}true{{ end }}
 {{- end }}
+
+{{- /* The load-test Job's pods: a name of their own (no Service or budget selects them); the server's
+NetworkPolicy admits them. */}}
+{{- define "sd21-serving.loadtestPodLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-loadtest" (include "eks-neuron-lib.name" .) | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+{{- end }}

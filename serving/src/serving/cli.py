@@ -80,8 +80,10 @@ def worker() -> None:
 
     from prometheus_client import start_http_server
 
+    from .metrics import WorkerMetrics
     from .pipeline import load_configured
-    from .worker import Worker, WorkerMetrics, aws_clients
+    from .sqs import aws_clients
+    from .worker import Worker
 
     settings = _settings()
     logging.basicConfig(level=os.environ.get("SD_LOG_LEVEL", "info").upper(), format="%(levelname)s %(message)s")
@@ -96,6 +98,58 @@ def worker() -> None:
     start_http_server(settings.port, settings.host, registry=metrics.registry)
     queue.run()
     click.echo("worker: stopped")
+
+
+@cli.command()
+@click.option("--url", required=True, help="The server's base URL (in the cluster: its Service).")
+@click.option(
+    "--concurrency",
+    default="1,2,4",
+    show_default=True,
+    help="Concurrencies to measure in turn, comma-separated.",
+)
+@click.option(
+    "--requests", "requests_per_level", type=click.IntRange(min=1), default=16, show_default=True,
+    help="Timed requests per concurrency (after an untimed wave of as many as the concurrency).",
+)  # fmt: skip
+@click.option("--steps", type=click.IntRange(1, 150), help="Denoising steps per image (default: the server's).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A bearer token for a server that asks for one.",
+)
+@click.option(
+    "--result-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the result document here (in the chart's Job: /dev/termination-log).",
+)
+def loadtest(
+    url: str, concurrency: str, requests_per_level: int, steps: int | None, token_file: Path | None,
+    result_file: Path | None,
+) -> None:  # fmt: skip
+    """Measure a server at each concurrency: p50/p99 latency, images/s, its batch sizes. Prints the table,
+    then the result document (JSON) that `nchart loadtest` combines across load pods."""
+    import json
+    import socket
+
+    from .loadclient import aggregate, measure, result_document, table
+
+    try:
+        levels_asked = [int(part) for part in concurrency.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected integers separated by commas, got {concurrency!r}") from None
+    if not levels_asked or min(levels_asked) < 1:
+        raise click.BadParameter(f"expected concurrencies of 1 or more, got {concurrency!r}")
+    headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file else None
+    levels = measure(url.rstrip("/"), levels_asked, requests_per_level, steps, headers, say=click.echo)
+    document = result_document(levels, os.environ.get("POD_NAME") or socket.gethostname())
+    click.echo(table(aggregate([document])))
+    text = json.dumps(document, separators=(",", ":"))
+    click.echo(text)
+    if result_file is not None:
+        result_file.write_text(text)
+    if not any(level.succeeded for level in levels):
+        raise SystemExit(int(ExitCode.FAILURE))
 
 
 @cli.command("compile")

@@ -89,3 +89,41 @@ class ServerMetrics:
             self.rejected.labels(reason)
         for image_format in IMAGE_FORMATS:
             self.encode_seconds.labels(image_format)
+
+
+class WorkerMetrics(ServerMetrics):
+    """The HTTP server's metrics (batches, steps, images, load) and the queue's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        r = self.registry
+        self.jobs_received = Counter("sd_queue_jobs_received", "Job messages received.", registry=r)
+        self.jobs_redelivered = Counter(
+            "sd_queue_jobs_redelivered", "Job messages received more than once (a worker died or a job failed).",
+            registry=r,
+        )  # fmt: skip
+        self.jobs_succeeded = Counter("sd_queue_jobs_succeeded", "Jobs completed (result.json written).", registry=r)
+        self.jobs_failed = Counter(
+            "sd_queue_jobs_failed", "Job attempts that failed, by reason (invalid, prompts, generation, output).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.jobs_dead_lettered = Counter(
+            "sd_queue_jobs_dead_lettered", "Jobs sent to the dead-letter queue.", registry=r
+        )
+        self.jobs_returned = Counter(
+            "sd_queue_jobs_returned", "Jobs handed back to the queue unfinished at shutdown.", registry=r
+        )
+        self.jobs_in_hand = Gauge("sd_queue_jobs_in_hand", "Job messages this worker holds now.", registry=r)
+        # SQS's own counts, read at each receive (CloudWatch has them too, minutes late).
+        self.queue_messages = Gauge(
+            "sd_queue_messages", "Messages in the job queue by state (visible, in_flight, delayed), as SQS counts them.",
+            ["queue", "state"], registry=r,
+        )  # fmt: skip
+        self.job_age_seconds = Histogram(
+            "sd_queue_job_age_seconds",
+            "Seconds from a job's first send to each receive: how long the oldest work waits.",
+            buckets=LATENCY_BUCKETS + (900.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0),
+            registry=r,
+        )
+        for reason in ("invalid", "prompts", "generation", "output"):
+            self.jobs_failed.labels(reason)

@@ -21,7 +21,6 @@ without running.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -33,14 +32,13 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from .artefacts import S3Object
 from .encoding import MEDIA_TYPES, encode
 from .jobs import InvalidJob, Job, PromptsUnreadable, parse_message
-from .metrics import LATENCY_BUCKETS, ServerMetrics
+from .metrics import WorkerMetrics
 from .pipeline import ImageGenerator
 from .settings import Settings
+from .sqs import Held, VisibilityKeeper
 
 log = logging.getLogger(__name__)
 
@@ -52,102 +50,12 @@ SOURCE_QUEUE_ATTRIBUTE = "eks-neuron-source-queue"
 MAX_REASON_CHARS = 2000
 
 
-class WorkerMetrics(ServerMetrics):
-    """The HTTP server's metrics (batches, steps, images, load) and the queue's."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        r = self.registry
-        self.jobs_received = Counter("sd_queue_jobs_received", "Job messages received.", registry=r)
-        self.jobs_redelivered = Counter(
-            "sd_queue_jobs_redelivered", "Job messages received more than once (a worker died or a job failed).",
-            registry=r,
-        )  # fmt: skip
-        self.jobs_succeeded = Counter("sd_queue_jobs_succeeded", "Jobs completed (result.json written).", registry=r)
-        self.jobs_failed = Counter(
-            "sd_queue_jobs_failed", "Job attempts that failed, by reason (invalid, prompts, generation, output).",
-            ["reason"], registry=r,
-        )  # fmt: skip
-        self.jobs_dead_lettered = Counter(
-            "sd_queue_jobs_dead_lettered", "Jobs sent to the dead-letter queue.", registry=r
-        )
-        self.jobs_returned = Counter(
-            "sd_queue_jobs_returned", "Jobs handed back to the queue unfinished at shutdown.", registry=r
-        )
-        self.jobs_in_hand = Gauge("sd_queue_jobs_in_hand", "Job messages this worker holds now.", registry=r)
-        # SQS's own counts, read at each receive (CloudWatch has them too, minutes late).
-        self.queue_messages = Gauge(
-            "sd_queue_messages", "Messages in the job queue by state (visible, in_flight, delayed), as SQS counts them.",
-            ["queue", "state"], registry=r,
-        )  # fmt: skip
-        self.job_age_seconds = Histogram(
-            "sd_queue_job_age_seconds",
-            "Seconds from a job's first send to each receive: how long the oldest work waits.",
-            buckets=LATENCY_BUCKETS + (900.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0),
-            registry=r,
-        )
-        for reason in ("invalid", "prompts", "generation", "output"):
-            self.jobs_failed.labels(reason)
-
-
 def parse_output(uri: str) -> S3Object:
     """s3://bucket or s3://bucket/prefix: the folder every job's folder goes under (key ends with / or is empty)."""
     if not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
         raise ValueError(f"SD_QUEUE_OUTPUT_URI must look like s3://bucket/prefix/, got {uri!r}")
     bucket, _, prefix = uri[5:].partition("/")
     return S3Object(bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/")
-
-
-@dataclasses.dataclass
-class Held:
-    """A received message and, once parsed, its job."""
-
-    message_id: str
-    receipt: str
-    body: str
-    receive_count: int
-    job: Job | None = None
-    finished: bool = False  # deleted, dead-lettered or put back: no longer ours
-
-
-class VisibilityKeeper:
-    """Extends the visibility of the messages in hand, on a thread, until they are released."""
-
-    def __init__(self, sqs: Any, queue_url: str, timeout_s: int, stop: threading.Event) -> None:
-        self.sqs, self.queue_url, self.timeout_s = sqs, queue_url, timeout_s
-        self.held: dict[str, Held] = {}
-        self.lock = threading.Lock()
-        self.stop = stop
-        self.thread = threading.Thread(target=self._run, name="visibility", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def hold(self, messages: list[Held]) -> None:
-        with self.lock:
-            self.held.update({m.message_id: m for m in messages})
-
-    def release(self, message: Held) -> None:
-        with self.lock:
-            self.held.pop(message.message_id, None)
-
-    def _run(self) -> None:
-        period = max(1.0, self.timeout_s / 3)
-        while not self.stop.wait(period):
-            with self.lock:
-                entries = [
-                    {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": self.timeout_s}
-                    for i, m in enumerate(self.held.values())
-                ]
-            for start in range(0, len(entries), 10):  # SQS takes ten entries per batch call
-                try:
-                    answer = self.sqs.change_message_visibility_batch(
-                        QueueUrl=self.queue_url, Entries=entries[start : start + 10]
-                    )
-                    for failure in answer.get("Failed", []):
-                        log.warning("could not extend a message's visibility: %s", failure.get("Message"))
-                except Exception as error:  # the next period tries again; a worker must not die of it
-                    log.warning("could not extend visibility: %s", error)
 
 
 class Worker:
@@ -404,13 +312,3 @@ class Worker:
             )
         except Exception as error:  # it comes back when its visibility runs out anyway
             log.warning("could not return message %s: %s", message.message_id, error)
-
-
-def aws_clients() -> tuple[Any, Any]:
-    """SQS and S3 clients with the pod's credentials (EKS Pod Identity or IRSA) and, where set,
-    AWS_ENDPOINT_URL (an SQS- and S3-compatible endpoint)."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(retries={"max_attempts": 5, "mode": "standard"})
-    return boto3.client("sqs", config=config), boto3.client("s3", config=config)

@@ -26,6 +26,7 @@ COMMANDS = {
     "generate": "generate:generate",
     "instances": "instances:instances",
     "lint": "lint:lint",
+    "loadtest": "loadtest:loadtest",
     "package": "package:package_command",
     "render": "render:render",
     "tf": "tf:tf_command",

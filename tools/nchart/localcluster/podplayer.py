@@ -13,7 +13,9 @@ processes, so `nchart cluster down` stops it.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,3 +119,120 @@ def mount_secret(cluster: Any, pod: Any, container: Any, mount_path: str, folder
         path.write_bytes(base64.b64decode(value))
         path.chmod(0o400)
     return folder
+
+
+# --- load-test pods --------------------------------------------------------------------------------
+
+# The kubelet keeps this much of a termination message.
+TERMINATION_MESSAGE_BYTES = 4096
+
+
+def service_backend(cluster: Any, url: str) -> str:
+    """What DNS and kube-proxy make of `http://SERVICE.NAMESPACE.svc[:PORT]` for a pod: one of the
+    Service's ready endpoints, here the local address of the process playing it (the pod network's
+    routes). An error, as a connection would fail, when none is played."""
+    import json
+    import urllib.parse
+
+    from kubernetes import client
+
+    parsed = urllib.parse.urlsplit(url)
+    parts = (parsed.hostname or "").split(".")
+    if len(parts) < 3 or parts[2] != "svc":
+        raise NchartError(f"{url}: not a Service URL (http://SERVICE.NAMESPACE.svc:PORT)", ExitCode.FAILURE)
+    name, namespace = parts[0], parts[1]
+    with cluster.api_client() as api:
+        slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={name}"
+        )
+    routes = json.loads(cluster.pod_routes.read_text(encoding="utf-8")) if cluster.pod_routes.is_file() else {}
+    for endpoint_slice in slices.items:
+        port = (endpoint_slice.ports or [None])[0]
+        for endpoint in endpoint_slice.endpoints or []:
+            if endpoint.conditions and endpoint.conditions.ready is False:
+                continue
+            for address in endpoint.addresses:
+                local = routes.get(f"{address}:{port.port}") if port is not None else None
+                if local:
+                    return f"http://{local}"
+    raise NchartError(f"{url}: Service {namespace}/{name} has no ready endpoint played here", ExitCode.FAILURE)
+
+
+def play_load_pod(cluster: Any, pod: Any, timeout_s: float = 3600) -> int:
+    """Runs a load-test pod's `eks-neuron-serve loadtest` here, to the end, then writes what its kubelet
+    would: the pod Succeeded or Failed, its container terminated with the exit code and the result file
+    as the termination message. The Service URL goes to a played endpoint; a token file comes from the
+    Secret item the pod mounts. Returns the exit code."""
+    from kubernetes import client
+
+    container = pod.spec.containers[0]
+    folder = cluster.state_dir / f"pod-{pod.metadata.namespace}-{pod.metadata.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    result_file = folder / "termination-log"
+    args = []
+    for arg in container.args or []:
+        option, _, value = arg.partition("=")
+        if option == "--url":
+            arg = f"--url={service_backend(cluster, value)}"
+        elif option == "--result-file":
+            arg = f"--result-file={result_file}"
+        elif option == "--token-file":
+            arg = f"--token-file={mount_secret_item(cluster, pod, container, value, folder / 'token')}"
+        args.append(arg)
+    env = {**pod_environment(container), "POD_NAME": pod.metadata.name, "HF_HUB_OFFLINE": "1"}
+    finished = subprocess.run(
+        [serve_command(), *container.command[1:], *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, **env},
+        check=False,
+    )
+    (folder / "log").write_text(finished.stdout + finished.stderr, encoding="utf-8")
+    message = result_file.read_text(encoding="utf-8") if result_file.is_file() else ""
+    if not message and finished.returncode != 0:
+        message = (finished.stdout + finished.stderr)[-TERMINATION_MESSAGE_BYTES:]  # FallbackToLogsOnError
+    terminated = {
+        "exitCode": finished.returncode,
+        "reason": "Completed" if finished.returncode == 0 else "Error",
+        "message": message[:TERMINATION_MESSAGE_BYTES],
+    }
+    status = {
+        "phase": "Succeeded" if finished.returncode == 0 else "Failed",
+        "containerStatuses": [
+            {
+                "name": container.name,
+                "image": container.image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
+    with cluster.api_client() as api:
+        client.CoreV1Api(api).patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+    return finished.returncode
+
+
+def mount_secret_item(cluster: Any, pod: Any, container: Any, file_path: str, target: Path) -> Path:
+    """The file a Secret volume with `items` puts at `file_path`, written to `target` (mode 0400)."""
+    import posixpath
+
+    folder = cluster.state_dir / "secret-mounts" / pod.metadata.name
+    mounted = mount_secret(cluster, pod, container, posixpath.dirname(file_path), folder)
+    mount = next(m for m in container.volume_mounts if m.mount_path == posixpath.dirname(file_path))
+    volume = next(v for v in pod.spec.volumes if v.name == mount.name)
+    wanted = posixpath.basename(file_path)
+    key = next((item.key for item in volume.secret.items or [] if item.path == wanted), wanted)
+    source = mounted / key
+    if not source.is_file():
+        raise NchartError(
+            f"pod {pod.metadata.name} mounts key {key!r} of Secret {volume.secret.secret_name}, which has no such "
+            "key (the kubelet would hold the pod in ContainerCreating)",
+            ExitCode.FAILURE,
+        )
+    target.unlink(missing_ok=True)
+    target.write_bytes(source.read_bytes())
+    target.chmod(0o400)
+    return target
