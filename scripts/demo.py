@@ -41,7 +41,7 @@ DASHBOARDS = ("sd21-serving", "neuron-scheduler")
 # What cannot run on this machine, left out with the reason said on screen.
 NO_INGRESS = "sd21-serving.ingress.enabled=false"
 SKIPPED_CHECKS = ("grafana-dashboards",)
-STEPS = 11
+STEPS = 12
 
 
 class Steps:
@@ -130,7 +130,8 @@ def absent_metrics(prometheus: str, expr: str) -> str:
         return "no series match (nothing of that kind happened)"
     # Who exports them (both are scraped here: a missing series means their target is down).
     sources = {"kube_": "kube-state-metrics' target", "scheduler_": "my-scheduler's target",
-               "leader_election_": "my-scheduler's target"}  # fmt: skip
+               "leader_election_": "my-scheduler's target",
+               "sd_queue_": "no queue workers: the prod values run server.mode http"}  # fmt: skip
     reasons = sorted(
         {next((why for prefix, why in sources.items() if n.startswith(prefix)), "not exported") for n in absent}
     )
@@ -159,6 +160,21 @@ def traffic_until_seen(urls: list[str], prometheus: str, headers: dict[str, str]
     raise NchartError(f"Prometheus had no rate of the served images within {timeout_s:.0f}s")
 
 
+def load_test(cluster: LocalCluster) -> list[str]:
+    """`nchart loadtest` against the demo's release: two load pods at concurrency 1 and 2; its table."""
+    import subprocess
+
+    command = [
+        str(Path(sys.executable).with_name("nchart")), "--root", str(ROOT), "loadtest", "--env", "prod", "--instance", INSTANCE,
+        "--kubeconfig", str(cluster.kubeconfig), "--pods", "2", "--concurrency", "1,2", "--requests", "4", "--steps", "4",
+        "--set", NO_INGRESS, "--set", "sd21-serving.loadtest.tokenKey=load-test",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    if result.returncode != 0:
+        raise NchartError(f"nchart loadtest failed ({result.returncode}): {result.stderr.strip()[-1500:]}")
+    return [line for line in result.stdout.splitlines() if line.startswith(("|", "loadtest: 2"))]
+
+
 def run(state_dir: Path) -> int:
     from tests.support.cluster import release_values, run_doctor, wait_for
     from tests.support.stack import (
@@ -166,6 +182,7 @@ def run(state_dir: Path) -> int:
         api_token_headers,
         install_release,
         play_serving_pods,
+        playing_load_pods,
         running_serving_pods,
         start_my_scheduler,
     )
@@ -209,6 +226,12 @@ def run(state_dir: Path) -> int:
         first_url = next(iter(played.values()))
         size, seconds, seed = generate_image(first_url, image, headers)
         say(f"{PROMPT!r}: {size} bytes in {seconds:.1f}s (seed {seed}) -> {image}")
+    with steps.step("nchart loadtest: the chart's load-test Job, its pods played by the real load client"):
+        say("kwok runs no container: a STAND-IN kubelet runs each load pod's eks-neuron-serve loadtest here")
+        with playing_load_pods(cluster):
+            table = load_test(cluster)
+        for line in table:
+            say(line)
     with steps.step("Asking Prometheus the serving and scheduling dashboards' queries"):
         sent = traffic_until_seen(list(played.values()), cluster.prometheus_url, headers)
         say(f"{sent} more prompt(s) until Prometheus had rates and latencies of them")

@@ -35,6 +35,7 @@ from tests.standins.busy_neuron_monitor import (
 from tests.standins.kubelet_podresources import Container, Pod, StandInKubelet, neuron_node_devices
 from tests.support.charts import ROOT, find_all, render_objects
 from tests.support.observability import (
+    QUEUE_TRAFFIC_SERIES,
     RELEASE_JOBS,
     TRAFFIC_SERIES,
     metric_names,
@@ -231,7 +232,7 @@ def prometheus_unsettled(base: str, targets: int) -> list[str]:
     twice = len(query(base, "count_over_time(up[5m]) >= 2")["data"]["result"])
     if twice != targets:
         missing.append(f"{twice} of {targets} targets scraped twice")
-    for traffic in TRAFFIC_SERIES:
+    for traffic in (*TRAFFIC_SERIES, *QUEUE_TRAFFIC_SERIES):
         if not query(base, traffic)["data"]["result"]:
             missing.append(traffic)
     groups = httpx.get(f"{base}/api/v1/rules").json()["data"]["groups"]

@@ -355,7 +355,7 @@ def test_nchart_loadtest_runs_the_charts_job_and_prints_the_pods_combined_table(
     nchart = Path(sys.executable).with_name("nchart")
     command = [
         str(nchart), "loadtest", "--env", "prod", "--instance", INSTANCE, "--release", RELEASE,
-        "--kubeconfig", str(stack.kubeconfig), "--pods", "2", "--concurrency", "1,2", "--requests", "4",
+        "--kubeconfig", str(stack.kubeconfig), "--pods", "2", "--concurrency", "1,2", "--requests", "4", "--steps", "4",
         "--timeout", "600", "--out", str(tmp_path / "loadtest.json"),
         # The Secret the test made holds its token under this key (prod's auth.existingSecret).
         "--set", "sd21-serving.loadtest.tokenKey=load-test",

@@ -158,6 +158,24 @@ def test_the_container_serves_as_the_chart_runs_it(running_image: tuple[str, str
     assert "Read-only file system" not in podman("logs", name).stderr
 
 
+def test_the_images_load_client_measures_the_server_as_the_load_test_job_runs_it(
+    running_image: tuple[str, str],
+) -> None:
+    """`eks-neuron-serve loadtest` from the image, with the load-test Job's user, read-only root and /tmp,
+    against the running server container: the table and the result document it leaves for nchart."""
+    _, base = running_image
+    result = podman(
+        "run", "--rm", "--network", "host", "--user", "65532:65532", "--read-only", "--cap-drop", "ALL",
+        "--tmpfs", "/tmp:rw,size=64m,mode=1777", built_image("cpu"),
+        "loadtest", f"--url={base}", "--concurrency=1,2", "--requests=2", "--steps=2", "--result-file=/tmp/result",
+        timeout=600,
+    )  # fmt: skip
+    document = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [level["concurrency"] for level in document["levels"]] == [1, 2]
+    assert all(level["statuses"] == {"200": 2} for level in document["levels"]), document
+    assert "| 2 | 1 | 2 | none |" in result.stdout
+
+
 def test_sigterm_finishes_the_requests_taken_then_exits_0(running_image: tuple[str, str]) -> None:
     name, base = running_image
     answers: list[int] = []

@@ -32,12 +32,9 @@ RELEASE_JOBS = {
 
 # Served images as Prometheus must see them before the serving panels have numbers (its recording
 # rules; NaN compares false).
-TRAFFIC_SERIES = (
-    "job:sd_images_generated:rate5m > 0",
-    "job:sd_image_request_duration_seconds:p50_5m >= 0",
-    # Jobs the queue worker finished, twice scraped (its rates need two samples).
-    "increase(sd_queue_jobs_succeeded_total[5m]) > 0",
-)
+TRAFFIC_SERIES = ("job:sd_images_generated:rate5m > 0", "job:sd_image_request_duration_seconds:p50_5m >= 0")
+# Jobs a queue worker finished, twice scraped (its rates need two samples).
+QUEUE_TRAFFIC_SERIES = ("increase(sd_queue_jobs_succeeded_total[5m]) > 0",)
 # What Grafana puts in for the dashboards' template variables: every value of each.
 VARIABLES = {
     "$job": ".+",

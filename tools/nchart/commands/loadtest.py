@@ -44,6 +44,11 @@ def _concurrencies(ctx: click.Context, param: click.Parameter, value: str | None
     type=click.IntRange(1, 1000),
     help="Timed requests per concurrency and pod (default: sd21-serving.loadtest.requestsPerLevel).",
 )
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 150),
+    help="Denoising steps per image (default: sd21-serving.loadtest.steps, else the server's defaultSteps).",
+)
 @click.option("--timeout", "timeout_s", type=click.IntRange(min=10), default=3600, show_default=True)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table and the pods' results (JSON)."
@@ -70,6 +75,8 @@ def loadtest(ctx: click.Context, /, **params: Any) -> None:
         sets.append(f"sd21-serving.loadtest.pods={params['pods']}")
     if params["concurrency"] is not None:
         sets.append(f"sd21-serving.loadtest.concurrency={{{','.join(map(str, params['concurrency']))}}}")
+    if params["steps"] is not None:
+        sets.append(f"sd21-serving.loadtest.steps={params['steps']}")
     if params["requests"] is not None:
         sets.append(f"sd21-serving.loadtest.requestsPerLevel={params['requests']}")
     instance = resolve_instance(params["instance"]) if params["instance"] else None
