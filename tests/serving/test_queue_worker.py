@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -50,11 +51,17 @@ class Recording:
         self.batches: list[list[ImageRequest]] = []
         self.fail_on = fail_on
         self.after: dict[int, Callable[[], None]] = {}
+        # Set: each batch waits for it (a batch as long as the test wants).
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.generator, name)
 
     def generate(self, key: BatchKey, requests: Sequence[ImageRequest], on_step: Any = None) -> list[Any]:
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(timeout=300), "the test never let the batch finish"
         if self.fail_on is not None and any(r.prompt == self.fail_on for r in requests):
             raise RuntimeError("the model refused this batch")
         images = self.generator.generate(key, requests, on_step)
@@ -214,6 +221,34 @@ def test_stopping_finishes_the_batch_in_hand_and_returns_the_rest_at_once(
     assert len(done) == 2
     assert queues.counts() == (2, 0)
     assert worker.metrics.registry.get_sample_value("sd_queue_jobs_returned_total") == 2
+
+
+def test_a_batch_longer_than_the_visibility_timeout_keeps_its_message_hidden(
+    queues: Queues, generator: ImageGenerator, tiny_model_dir: Path
+) -> None:
+    queues.send({"id": "long", "prompt": "a slow one"})
+    recording = Recording(generator)
+    recording.gate = threading.Event()
+    worker = make_worker(queues, recording, tiny_model_dir, queue_visibility_timeout_s=3)
+    worker.load_model()
+    worker.keeper.start()
+    running = threading.Thread(target=worker.run_once, daemon=True)
+    running.start()
+    try:
+        assert recording.entered.wait(timeout=120)
+        # Three visibility timeouts into the batch: still hidden, because the worker kept extending it.
+        deadline = time.monotonic() + 9
+        while time.monotonic() < deadline:
+            assert queues.counts() == (0, 1)
+            time.sleep(0.5)
+        stolen = queues.sqs.receive_message(QueueUrl=queues.url, WaitTimeSeconds=0)
+        assert "Messages" not in stolen
+    finally:
+        recording.gate.set()
+        running.join(timeout=120)
+        worker.stopping.set()
+    assert queues.result("long")["receive_count"] == 1
+    assert queues.counts() == (0, 0)
 
 
 def test_a_redelivered_job_that_already_has_its_result_is_deleted_without_running(
