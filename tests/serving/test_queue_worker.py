@@ -261,6 +261,27 @@ def test_a_redelivered_job_that_already_has_its_result_is_deleted_without_runnin
     assert recording.batches == [] and queues.counts() == (0, 0)
 
 
+def test_a_queue_that_fails_outright_is_retried_not_fatal(
+    queues: Queues,
+    generator: ImageGenerator,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import serving.worker
+
+    monkeypatch.setattr(serving.worker, "AWS_RETRY_S", 0.0)
+    worker = make_worker(queues, Recording(generator), tiny_model_dir)
+    worker.load_model()
+    queues.sqs.delete_queue(QueueUrl=queues.url)
+    try:
+        worker.run(max_receives=2)
+    finally:
+        worker.stopping.set()
+    failures = [r for r in caplog.records if "the queue or the bucket failed" in r.getMessage()]
+    assert len(failures) == 2 and "NonExistentQueue" in failures[0].getMessage(), caplog.text
+
+
 def test_message_and_output_parsing_name_what_is_wrong() -> None:
     assert parse_message('{"prompt": "a"}').n == 1
     with pytest.raises(InvalidJob, match="n, negative_prompt and seed go on each line"):

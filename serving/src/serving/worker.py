@@ -48,6 +48,8 @@ RECEIVE_COUNT_ATTRIBUTE = "eks-neuron-receive-count"
 SOURCE_QUEUE_ATTRIBUTE = "eks-neuron-source-queue"
 # SQS refuses a message attribute value over 256 KiB; a reason is one line.
 MAX_REASON_CHARS = 2000
+# Seconds between tries when SQS or S3 fails outright.
+AWS_RETRY_S = 5.0
 
 
 def parse_output(uri: str) -> S3Object:
@@ -113,9 +115,21 @@ class Worker:
         self.keeper.start()
         received = 0
         while not self.stopping.is_set() and (max_receives is None or received < max_receives):
-            self.run_once()
+            try:
+                self.run_once()
+            except self.aws_errors as error:
+                # SQS or S3 out of reach or refusing: the jobs in hand went back; try again shortly
+                # rather than exit, which would only restart the pod and load the model again.
+                log.error("the queue or the bucket failed: %s; retrying in %gs", error, AWS_RETRY_S)
+                self.stopping.wait(AWS_RETRY_S)
             received += 1
         self.metrics.ready.set(0)
+
+    @property
+    def aws_errors(self) -> tuple[type[Exception], ...]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return (BotoCoreError, ClientError)
 
     # --- one receive ---------------------------------------------------------------------------------
 
