@@ -22,7 +22,8 @@ from tests.support.readiness import wait_until_answers
 RELEASE_JOBS = {
     "neuron-monitor": "eks-neuron-neuron-monitor",
     "serving": "eks-neuron-sd21-serving",
-    # The prometheus-operator names a PodMonitor's job NAMESPACE/NAME.
+    # The prometheus-operator names a PodMonitor's job NAMESPACE/NAME (v0.93.1,
+    # pkg/prometheus/promcfg.go, generatePodMonitorConfig).
     "queue-worker": "sd-serving/eks-neuron-sd21-serving-worker",
     "my-scheduler": "eks-neuron-my-scheduler-metrics",
     "node-problem-detector": "eks-neuron-neuron-problem-detector",

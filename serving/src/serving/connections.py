@@ -43,6 +43,10 @@ class ClientLimits:
         )
 
 
+# Seconds a refused connection is drained before it is closed (nginx's lingering_close, shorter).
+LINGER_S = 2.0
+
+
 def _raw_error(status: int, reason: str, kind: str, message: str) -> bytes:
     """A whole HTTP/1.1 response with the API's error body, for answers written before there is a request."""
     body = json.dumps(error_body(kind, message)).encode()
@@ -105,9 +109,18 @@ class BoundedH11Protocol(H11Protocol):
 
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
-        if not self.transport.is_closing() and not self._refused:
+        if self.transport.is_closing():
+            return
+        if not self._refused:
             message = f"the request's headers did not arrive within {self.limits.header_timeout_s:g}s"
             self.transport.write(_raw_error(408, "Request Timeout", "request_timeout", message))
+            # As for the 503 above: half-close and discard what a dribbling client still sends, then close
+            # after a short linger; closing with its bytes unread answers them with a reset, which can
+            # destroy the 408 before the client reads it.
+            self.transport.write_eof()
+            self._refused = True
+            self.loop.call_later(LINGER_S, self.transport.close)
+            return
         self.transport.close()
 
 
