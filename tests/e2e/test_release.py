@@ -165,6 +165,17 @@ def test_neuron_pod_is_bound_through_the_extender(cluster: LocalCluster, schedul
         core.create_namespace({"metadata": {"name": namespace}})
         try:
             core.create_namespaced_pod(namespace, neuron_pod("fits", 2))
+
+            def enforced() -> Any:
+                # The release's admission policy takes effect once the API server has loaded it (on
+                # 1.37 this once took longer than the steps above): until a dry run is refused.
+                try:
+                    core.create_namespaced_pod(namespace, neuron_pod("too-big", 13), dry_run="All")
+                except client.exceptions.ApiException as error:
+                    return error if error.status == 422 else Pending(f"{error.status} {error.reason}")
+                return Pending("the admission policy is not enforced yet")
+
+            wait_for(enforced, "the release's admission policy enforced")
             # More cores than the instance type has: the chart's admission policy refuses it outright.
             with pytest.raises(client.exceptions.ApiException) as refused_at_admission:
                 core.create_namespaced_pod(namespace, neuron_pod("too-big", 13))
