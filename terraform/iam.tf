@@ -12,6 +12,8 @@ locals {
 
 data "aws_iam_policy_document" "pod_trust" {
   for_each = local.pod_roles
+  # The serving role is also given to its ServiceAccount by EKS Pod Identity.
+  source_policy_documents = each.key == "serving" ? [data.aws_iam_policy_document.pod_identity_trust.json] : []
 
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
@@ -30,21 +32,22 @@ data "aws_iam_policy_document" "pod_trust" {
       values   = ["sts.amazonaws.com"]
     }
   }
+}
 
-  dynamic "statement" {
-    for_each = each.key == "serving" ? [1] : []
-    content {
-      sid     = "EksPodIdentity"
-      actions = ["sts:AssumeRole", "sts:TagSession"]
-      principals {
-        type        = "Service"
-        identifiers = ["pods.eks.amazonaws.com"]
-      }
-      condition {
-        test     = "StringEquals"
-        variable = "aws:SourceAccount"
-        values   = [data.aws_caller_identity.current.account_id]
-      }
+# EKS Pod Identity's trust (the association names the ServiceAccount): the serving role's second way
+# in, and the KEDA operator's only one (queue.tf).
+data "aws_iam_policy_document" "pod_identity_trust" {
+  statement {
+    sid     = "EksPodIdentity"
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+    principals {
+      type        = "Service"
+      identifiers = ["pods.eks.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
     }
   }
 }

@@ -80,25 +80,7 @@ resource "aws_iam_role" "keda" {
 
   name               = "${var.cluster_name}-keda-operator"
   description        = "KEDA's operator reads the job queue's depth"
-  assume_role_policy = data.aws_iam_policy_document.keda_trust[0].json
-}
-
-data "aws_iam_policy_document" "keda_trust" {
-  count = var.job_queue.enabled && var.install_keda ? 1 : 0
-
-  # EKS Pod Identity (the association below names the operator's ServiceAccount).
-  statement {
-    actions = ["sts:AssumeRole", "sts:TagSession"]
-    principals {
-      type        = "Service"
-      identifiers = ["pods.eks.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
-    }
-  }
+  assume_role_policy = data.aws_iam_policy_document.pod_identity_trust.json
 }
 
 data "aws_iam_policy_document" "keda" {

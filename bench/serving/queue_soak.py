@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from local_aws import LocalAws, Queues, worker_process
-from soak import RSS_GROWTH_LIMIT, rss_bytes
+from soak import RSS_GROWTH_LIMIT, rss_bytes, rss_growth
 
 # Each job asks for 1-3 images: the worker's batches mix jobs and cut across them.
 IMAGES_PER_JOB = (1, 2, 3)
@@ -36,11 +36,7 @@ class QueueSoakResult:
     drained_s: float = 0.0
 
     def rss_growth(self) -> float:
-        after = [rss for t, rss in self.rss_samples if t >= self.rss_baseline_s]
-        if len(after) < 2:
-            return 0.0
-        tail = after[-3:]
-        return (sum(tail) / len(tail)) / after[0] - 1
+        return rss_growth(self.rss_samples, self.rss_baseline_s, tail=3, least=2)
 
     def problems(self) -> list[str]:
         found = []

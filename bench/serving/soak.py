@@ -86,13 +86,7 @@ class SoakResult:
         return max((depth for _, depth in self.queue_samples), default=0.0)
 
     def rss_growth(self) -> float:
-        """RSS growth from the baseline mark to the end (the mean of the last few samples, so one
-        sample taken mid-batch does not decide it)."""
-        after = [rss for t, rss in self.rss_samples if t >= self.settings.rss_baseline_s]
-        if len(after) < 4:
-            return 0.0
-        tail = after[-4:]
-        return (sum(tail) / len(tail)) / after[0] - 1
+        return rss_growth(self.rss_samples, self.settings.rss_baseline_s)
 
     def problems(self) -> list[str]:
         found = []
@@ -160,6 +154,16 @@ class SoakResult:
     def _rss_ends(self) -> list[float]:
         after = [rss for t, rss in self.rss_samples if t >= self.settings.rss_baseline_s]
         return [round(after[0] / 2**20, 1), round(after[-1] / 2**20, 1)] if after else []
+
+
+def rss_growth(samples: list[tuple[float, int]], baseline_s: float, tail: int = 4, least: int = 4) -> float:
+    """RSS growth from the baseline mark to the end (the mean of the last `tail` samples, so one sample
+    taken mid-batch does not decide it); 0 with fewer than `least` samples after the mark."""
+    after = [rss for t, rss in samples if t >= baseline_s]
+    if len(after) < least:
+        return 0.0
+    last = after[-tail:]
+    return (sum(last) / len(last)) / after[0] - 1
 
 
 def rss_bytes(pid: int) -> int:

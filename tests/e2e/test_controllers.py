@@ -30,6 +30,7 @@ from nchart.localcluster.nodes import system_node
 from tests.support.charts import PROJECT
 from tests.support.cluster import Pending, release_values, run_doctor, run_tool, wait_for
 from tests.support.observability import RELEASE_JOBS, query
+from tests.support.serving import metric_value
 from tests.support.stack import (
     FAST_AUTOSCALING,
     RELEASE,
@@ -333,12 +334,10 @@ def test_doctor_reads_what_the_real_controllers_report(stack: LocalCluster) -> N
 
 
 def images_served(urls: list[str], headers: dict[str, str]) -> float:
-    total = 0.0
-    for url in urls:
-        for line in httpx.get(f"{url}/metrics", headers=headers, timeout=30).text.splitlines():
-            if line.startswith("sd_images_generated_total "):
-                total += float(line.split()[1])
-    return total
+    return sum(
+        metric_value(httpx.get(f"{url}/metrics", headers=headers, timeout=30).text, "sd_images_generated_total")
+        for url in urls
+    )
 
 
 def test_nchart_loadtest_runs_the_charts_job_and_prints_the_pods_combined_table(

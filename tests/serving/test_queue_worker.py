@@ -21,6 +21,8 @@ from serving.jobs import InvalidJob, derived_seed, parse_message
 from serving.pipeline import BatchKey, ImageGenerator, ImageRequest, load_generator
 from serving.settings import Settings
 from serving.worker import FAILURE_ATTRIBUTE, RECEIVE_COUNT_ATTRIBUTE, Worker, parse_output
+from tests.support.cluster import wait_for
+from tests.support.serving import metric_value
 
 pytestmark = pytest.mark.slow
 
@@ -90,23 +92,13 @@ def make_worker(queues: Queues, recording: Recording, tiny_model_dir: Path, **ov
     return Worker(settings, lambda _: recording, queues.sqs, queues.s3)  # type: ignore[arg-type,return-value]
 
 
-def drain(worker: Worker, receives: int = 20) -> None:
+def drain(worker: Worker, queues: Queues, receives: int = 20) -> None:
     """Runs the worker until the queue is empty (or `receives` receives)."""
     worker.load_model()
     for _ in range(receives):
         worker.run_once()
-        if queues_empty(worker):
+        if queues.counts() == (0, 0):
             return
-
-
-def queues_empty(worker: Worker) -> bool:
-    attributes = worker.sqs.get_queue_attributes(
-        QueueUrl=worker.settings.queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
-    )
 
 
 def test_jobs_share_batches_and_each_ends_with_its_images_and_one_result(
@@ -122,7 +114,7 @@ def test_jobs_share_batches_and_each_ends_with_its_images_and_one_result(
     queues.send({"id": "slow", "prompt": "a harbour", "steps": 3})
     recording = Recording(generator)
     worker = make_worker(queues, recording, tiny_model_dir)
-    drain(worker)
+    drain(worker, queues)
 
     # Images of different jobs share a batch when steps and guidance agree; other steps run apart.
     assert [len(b) for b in recording.batches] == [4, 1, 1], recording.batches
@@ -168,7 +160,7 @@ def test_a_job_that_can_never_run_goes_to_the_dead_letter_queue_at_once_with_why
 ) -> None:
     message_id = queues.send(body)
     worker = make_worker(queues, Recording(generator), tiny_model_dir)
-    drain(worker)
+    drain(worker, queues)
     (dead,) = queues.dead_letters()
     assert dead["Body"] == (body if isinstance(body, str) else json.dumps(body))
     reason = dead["MessageAttributes"][FAILURE_ATTRIBUTE]["StringValue"]
@@ -186,7 +178,7 @@ def test_a_poison_job_is_tried_max_receives_times_then_dead_lettered_and_the_oth
     queues.send({"id": "missing", "prompts_uri": f"s3://{queues.bucket}/in/absent.jsonl"})
     recording = Recording(generator, fail_on="the poison prompt")
     worker = make_worker(queues, recording, tiny_model_dir, queue_max_receives=3, max_batch_size=1)
-    drain(worker)
+    drain(worker, queues)
 
     dead = {json.loads(m["Body"])["id"]: m for m in queues.dead_letters()}
     assert set(dead) == {"poison", "missing"}
@@ -257,7 +249,7 @@ def test_a_redelivered_job_that_already_has_its_result_is_deleted_without_runnin
     queues.s3.put_object(Bucket=queues.bucket, Key="out/done-before/result.json", Body=b"{}")
     queues.send({"id": "done-before", "prompt": "x"})
     recording = Recording(generator)
-    drain(make_worker(queues, recording, tiny_model_dir))
+    drain(make_worker(queues, recording, tiny_model_dir), queues)
     assert recording.batches == [] and queues.counts() == (0, 0)
 
 
@@ -298,23 +290,9 @@ def test_message_and_output_parsing_name_what_is_wrong() -> None:
 def metric(port: str, name: str) -> float:
     """The worker's metric; 0 while its metrics server is not up yet."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        return metric_value(httpx.get(f"http://127.0.0.1:{port}/metrics").text, name)
     except httpx.TransportError:
         return 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 300) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_duplicates_nothing(
@@ -326,13 +304,13 @@ def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_duplicates_nothing(
     env = queues.worker_env(tiny_model_dir, SD_MAX_BATCH_SIZE="2", SD_QUEUE_VISIBILITY_TIMEOUT_S="6")
     with worker_process(env, tmp_path / "first.log") as first:
         # Some images written, no job complete yet: the worker is in the middle of its work.
-        wait_for(lambda: queues.objects(), "the first images", timeout_s=600)
+        wait_for(lambda: queues.objects(), "the first images", timeout_s=600, interval_s=0.2)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finished_before = [k for k in queues.objects() if k.endswith("result.json")]
     assert len(finished_before) < len(jobs), finished_before  # it died with work in hand
     with worker_process(dict(env), tmp_path / "second.log") as second:
-        wait_for(lambda: queues.counts() == (0, 0), "the queue to empty", timeout_s=600)
+        wait_for(lambda: queues.counts() == (0, 0), "the queue to empty", timeout_s=600, interval_s=0.2)
         assert second.poll() is None
     expected = {f"out/{job}/{i:05d}.png" for job, n in jobs.items() for i in range(n)}
     expected |= {f"out/{job}/result.json" for job in jobs}
@@ -352,7 +330,7 @@ def test_sigterm_returns_the_jobs_in_hand_and_the_worker_exits_cleanly(
         tiny_model_dir, SD_MAX_BATCH_SIZE="2", SD_QUEUE_MESSAGES="6", SD_QUEUE_VISIBILITY_TIMEOUT_S="3600"
     )
     with worker_process(env, tmp_path / "worker.log") as worker:
-        wait_for(lambda: metric(env["SD_PORT"], "sd_queue_jobs_in_hand") > 0, "jobs in hand")
+        wait_for(lambda: metric(env["SD_PORT"], "sd_queue_jobs_in_hand") > 0, "jobs in hand", 300, 0.2)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=300) == 0, (tmp_path / "worker.log").read_text()[-3000:]
     log = (tmp_path / "worker.log").read_text()

@@ -10,6 +10,7 @@ checkout, so the server and this command print one table.
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib.util
 import json
 import sys
@@ -33,7 +34,11 @@ PROGRESS_EVERY_S = 15.0
 
 def load_client(project: Project) -> ModuleType:
     """serving.loadclient from the checkout (its aggregation is standard library only)."""
-    path = project.root / "serving" / "src" / "serving" / "loadclient.py"
+    return _load_client(project.root / "serving" / "src" / "serving" / "loadclient.py")
+
+
+@functools.cache
+def _load_client(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location("eks_neuron_loadclient", path)
     if spec is None or spec.loader is None or not path.is_file():
         raise NchartError(f"{path}: the load client is missing from this checkout", ExitCode.FAILURE)

@@ -132,14 +132,12 @@ def loadtest(
     import json
     import socket
 
-    from .loadclient import aggregate, measure, result_document, table
+    from .loadclient import aggregate, concurrencies, measure, result_document, table
 
     try:
-        levels_asked = [int(part) for part in concurrency.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected integers separated by commas, got {concurrency!r}") from None
-    if not levels_asked or min(levels_asked) < 1:
-        raise click.BadParameter(f"expected concurrencies of 1 or more, got {concurrency!r}")
+        levels_asked = concurrencies(concurrency)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--concurrency'") from None
     headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file else None
     levels = measure(url.rstrip("/"), levels_asked, requests_per_level, steps, headers, say=click.echo)
     document = result_document(levels, os.environ.get("POD_NAME") or socket.gethostname())

@@ -32,6 +32,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
+def concurrencies(text: str) -> list[int]:
+    """'1,2,4': the concurrencies to measure, in turn; ValueError saying what is wrong."""
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"expected integers separated by commas, got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise ValueError(f"expected concurrencies of 1 or more, got {text!r}")
+    return levels
+
+
 def request_body(steps: int | None, seed: int, image_format: str) -> dict[str, Any]:
     body: dict[str, Any] = {"prompt": PROMPT, "seed": seed, "response_format": image_format}
     if steps is not None:

@@ -11,15 +11,15 @@ from .common import project_of, value_options
 
 
 def _concurrencies(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """The load client's own reading of --concurrency (serving/src/serving/loadclient.py)."""
     if value is None:
         return None
+    from ..loadtest import load_client
+
     try:
-        levels = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected integers separated by commas, got {value!r}") from None
-    if not levels or min(levels) < 1:
-        raise click.BadParameter(f"expected concurrencies of 1 or more, got {value!r}")
-    return levels
+        return list(load_client(project_of(ctx)).concurrencies(value))
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @click.command()
