@@ -128,9 +128,11 @@ test: install-serving prometheus checkov clients cluster-tools image
 
 # The suite runs with Helm 3 (bin/helm); this runs the parts that drive helm against a cluster again
 # with Helm 4 (bin/helm4): the release life cycle (install, upgrade through every environment,
-# rollback, uninstall), the release's workloads and `helm test`, the OCI install, and the API
-# server's dry-run of every render (README: "Supported versions"; .ci/run runs it after `make test`).
-HELM4_SUITE := tests/e2e/test_lifecycle.py tests/e2e/test_release.py tests/e2e/test_release_oci.py tests/e2e/test_dry_run.py
+# rollback, uninstall), the release's workloads and `helm test`, the OCI install, the UltraServer
+# operator's CRDs (installed from its subchart's crds/), and the API server's dry-run of every render
+# (README: "Supported versions"; .ci/run runs it after `make test`).
+HELM4_SUITE := tests/e2e/test_lifecycle.py tests/e2e/test_release.py tests/e2e/test_release_oci.py \
+  tests/e2e/test_dry_run.py tests/e2e/test_ultraserver_operator.py
 
 test-helm4: install-serving cluster-tools image
 	HELM_BIN=$(BIN)/helm4 $(VENV)/bin/python -m pytest -m e2e $(HELM4_SUITE)
@@ -139,11 +141,13 @@ test-helm4: install-serving cluster-tools image
 # oldest, bin/'s. Its control plane is built into bin/kubernetes-VERSION/ (cold: 8-15 minutes), and
 # the parts of the suite that depend on the API version run on it: the dry-run of every render, the
 # install and its workloads (my-scheduler as that minor's kube-scheduler with the chart's
-# configuration and RBAC), the life cycle, the admission policy, Pod Security admission and DRA.
+# configuration and RBAC), the life cycle, the admission policy, Pod Security admission, DRA and the
+# UltraServer operator's CRDs and admission policy.
 KUBERNETES_NEWEST := v1.37.2
 KUBERNETES_NEWEST_STAGING := v0.37.2
 KUBERNETES_SUITE := tests/e2e/test_dry_run.py tests/e2e/test_release.py tests/e2e/test_lifecycle.py \
-  tests/e2e/test_admission.py tests/e2e/test_pod_security_admission.py tests/e2e/test_dra.py
+  tests/e2e/test_admission.py tests/e2e/test_pod_security_admission.py tests/e2e/test_dra.py \
+  tests/e2e/test_ultraserver_operator.py
 
 test-kubernetes-newest: install-serving cluster-tools
 	bash scripts/install-kubernetes.sh $(KUBERNETES_NEWEST) $(KUBERNETES_NEWEST_STAGING)

@@ -22,9 +22,10 @@ from nchart.core.project import Project
 from nchart.lint import run_lint
 from tests.support.charts import ENVS, INSTANCES, render_objects
 
-# Every opt-in workload on: the DRA driver, node recovery, the compile Job.
+# Every opt-in workload on: the DRA driver, the UltraServer operator, node recovery, the compile Job.
 ALL_WORKLOADS = (
     "neuron-dra-driver.enabled=true",
+    "neuron-ultraserver-operator.enabled=true",
     "neuron-problem-detector.recovery.enabled=true",
     "sd21-serving.compileJob.enabled=true",
     "sd21-serving.compileJob.sourceS3Uri=s3://models/sd21/source.tar.gz",

@@ -274,6 +274,95 @@ def test_device_plugin_and_dra_on_the_same_nodes_fail_at_render() -> None:
     assert find(objects, "DaemonSet", "neuron-dra-driver")
 
 
+# --- the UltraServer operator ------------------------------------------------------------------
+
+ULTRASERVER = ("neuron-dra-driver.enabled=true", "neuron-ultraserver-operator.enabled=true")
+
+
+def test_ultraserver_operator_runs_as_upstream_off_the_neuron_nodes() -> None:
+    objects = render_objects("trn2u.48xlarge", "dev", *ULTRASERVER)
+    operator = container(objects, "Deployment", "neuron-ultraserver-operator", "neuron-ultraserver-operator")
+    assert operator["image"] == "public.ecr.aws/neuron/neuron-ultraserver-operator:0.1.0"
+    assert operator["command"] == ["k8s-neuron-ultraserver-operator"]
+    assert operator["args"] == [
+        "--leader-elect=true",
+        "--health-probe-bind-address=:8081",
+        "--metrics-bind-address=:8080",
+        "-v=2",
+    ]
+    assert env_of(operator) == {"ENABLE_ULTRASERVER_OPERATOR": "true"}
+    assert operator["securityContext"]["readOnlyRootFilesystem"] is True
+    assert operator["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert operator["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert operator["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    pod = find(objects, "Deployment", "neuron-ultraserver-operator")["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert {"key": "node.kubernetes.io/instance-type", "operator": "NotIn", "values": ["trn2u.48xlarge"]} in term[
+        "matchExpressions"
+    ]
+    granted = {
+        (group, resource, verb)
+        for rule in find(objects, "ClusterRole", "neuron-ultraserver-operator")["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    # Upstream's grants (templates/ultraserver-operator/ultraserver-operator-rbac.yaml), resource by resource.
+    crud = {"get", "list", "watch", "create", "update", "patch", "delete"}
+    expected = (
+        {("resource.k8s.io", "resourceslices", v) for v in ("get", "list", "watch")}
+        | {("", "nodes", v) for v in ("get", "list", "watch")}
+        | {("resource.k8s.io", "resourceclaimtemplates", v) for v in crud}
+        | {("neuron.aws.com", r, v) for r in ("neuronultraservers", "neuronultraserverworkloads") for v in crud}
+        | {
+            ("neuron.aws.com", f"{r}/status", v)
+            for r in ("neuronultraservers", "neuronultraserverworkloads")
+            for v in ("get", "update", "patch")
+        }
+        | {("neuron.aws.com", "neuronultraserverworkloads/finalizers", "update")}
+        | {("coordination.k8s.io", "leases", v) for v in crud}
+        | {("", "events", v) for v in ("create", "patch")}
+        | {("", "pods", v) for v in ("get", "list", "watch")}
+        | {("", "pods/eviction", "create")}
+    )
+    assert granted == expected
+    policy = find(objects, "ValidatingAdmissionPolicy", "neuron-ultraserver-operator-capacity-block-label")
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["nodes"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+
+
+def test_ultraserver_operator_is_off_by_default_and_needs_the_dra_driver() -> None:
+    assert not [o for o in render_objects("trn2u.48xlarge", "dev") if "ultraserver" in o["metadata"]["name"]]
+    with pytest.raises(NchartError) as caught:
+        render_objects("trn2u.48xlarge", "dev", "neuron-ultraserver-operator.enabled=true")
+    assert "neuron-ultraserver-operator.enabled is true but neuron-dra-driver.enabled is false" in caught.value.message
+
+
+def test_ultraserver_operator_needs_kubernetes_1_34() -> None:
+    with pytest.raises(NchartError) as caught:
+        render(
+            PROJECT,
+            value_sources(
+                PROJECT,
+                resolve_instance("trn2u.48xlarge"),
+                "dev",
+                set_values=["neuron-ultraserver-operator.enabled=true"],
+            ),
+            kube_version="1.33.5",
+        )
+    assert "needs Kubernetes 1.34 or later" in caught.value.message
+
+
+def test_ultraserver_operator_crds_keep_what_a_newer_operator_writes() -> None:
+    for path in sorted((ROOT / "charts/neuron-ultraserver-operator/crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        (version,) = crd["spec"]["versions"]
+        schema = version["schema"]["openAPIV3Schema"]["properties"]
+        assert schema["spec"]["x-kubernetes-preserve-unknown-fields"] is True, path.name
+        assert schema["status"]["x-kubernetes-preserve-unknown-fields"] is True, path.name
+        assert version["subresources"] == {"status": {}}
+
+
 # --- helm test --------------------------------------------------------------------------------
 
 
@@ -346,7 +435,13 @@ def test_watchdog_passes_sigterm_on_and_exits_cleanly(watchdog: subprocess.Popen
 
 def test_chart_values_cite_their_sources() -> None:
     """Versions and facts taken from the official chart or the Neuron docs name the page they come from."""
-    for chart in ("neuron-device-plugin", "neuron-scheduler", "neuron-problem-detector", "neuron-dra-driver"):
+    for chart in (
+        "neuron-device-plugin",
+        "neuron-scheduler",
+        "neuron-problem-detector",
+        "neuron-dra-driver",
+        "neuron-ultraserver-operator",
+    ):
         text = (ROOT / "charts" / chart / "values.yaml").read_text()
         assert "https://github.com/aws-neuron/neuron-helm-charts" in text, chart
     catalog = yaml.safe_load((ROOT / "tools/nchart/core/catalog.yaml").read_text())["instances"]

@@ -16,12 +16,14 @@ from nchart.localcluster.cluster import LocalCluster
 from tests.support.charts import render_objects
 
 NAMESPACE = "e2e-restricted"
-# Every opt-in workload on: the DRA driver, node recovery, the compile Job, the hostPath model cache.
+# Every opt-in workload on: the DRA driver, the UltraServer operator, node recovery, the compile Job,
+# the hostPath model cache.
 RENDERS = {
     "prod, every workload": (
         "inf2.24xlarge",
         "prod",
         "neuron-dra-driver.enabled=true",
+        "neuron-ultraserver-operator.enabled=true",
         "neuron-problem-detector.recovery.enabled=true",
         "sd21-serving.compileJob.enabled=true",
         "sd21-serving.compileJob.sourceS3Uri=s3://models/sd21/source.tar.gz",
