@@ -15,8 +15,7 @@ from typing import Any
 from nchart.core.catalog import resolve_instance
 from nchart.localcluster.cluster import LocalCluster
 from nchart.localcluster.nodes import node_name
-from tests.support.charts import ROOT
-from tests.support.cluster import Pending, helm, release_values, wait_for, write_values
+from tests.support.cluster import DRA_ONLY, Pending, helm, install_umbrella, release_values, wait_for
 
 RELEASE = "dra"
 NAMESPACE = "e2e-dra"
@@ -86,30 +85,8 @@ def test_scheduler_allocates_connected_trn2_devices_through_the_charts_device_cl
     from kubernetes import client, dynamic
 
     trn2, trn1 = resolve_instance("trn2.48xlarge"), resolve_instance("trn1.32xlarge")
-    values = release_values(
-        trn2.name,
-        "dev",
-        "neuron-dra-driver.enabled=true",
-        "neuron-device-plugin.enabled=false",
-        "my-scheduler.enabled=false",
-        "neuron-scheduler.enabled=false",
-        "global.neuron.schedulerName=",
-        "neuron-monitor.enabled=false",
-        "neuron-problem-detector.enabled=false",
-        "grafana-dashboards.enabled=false",
-        "sd21-serving.enabled=false",
-    )
-    helm(
-        cluster,
-        "install",
-        RELEASE,
-        str(ROOT / "charts/eks-neuron"),
-        "-n",
-        NAMESPACE,
-        "--create-namespace",
-        "-f",
-        str(write_values(tmp_path / "values.yaml", values)),
-    )
+    values = release_values(trn2.name, "dev", *DRA_ONLY)
+    install_umbrella(cluster, RELEASE, NAMESPACE, values, tmp_path / "values.yaml")
     with cluster.api_client() as api:
         core, resources = client.CoreV1Api(api), dynamic.DynamicClient(api).resources
         slices = resources.get(api_version="resource.k8s.io/v1", kind="ResourceSlice")

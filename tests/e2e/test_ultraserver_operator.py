@@ -14,8 +14,7 @@ import pytest
 
 from nchart.localcluster.cluster import LocalCluster
 from nchart.localcluster.nodes import SYSTEM_NODE
-from tests.support.charts import ROOT
-from tests.support.cluster import Pending, helm, release_values, wait_for, write_values
+from tests.support.cluster import DRA_ONLY, Pending, helm, install_umbrella, release_values, wait_for
 
 RELEASE = "ultraserver"
 NAMESPACE = "e2e-ultraserver"
@@ -48,32 +47,8 @@ def member_node(capacity_block: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def release(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    values = release_values(
-        "trn2u.48xlarge",
-        "dev",
-        "neuron-dra-driver.enabled=true",
-        "neuron-ultraserver-operator.enabled=true",
-        "neuron-device-plugin.enabled=false",
-        "my-scheduler.enabled=false",
-        "neuron-scheduler.enabled=false",
-        "global.neuron.schedulerName=",
-        "neuron-monitor.enabled=false",
-        "neuron-problem-detector.enabled=false",
-        "grafana-dashboards.enabled=false",
-        "sd21-serving.enabled=false",
-    )
-    path = write_values(tmp_path_factory.mktemp("ultraserver") / "values.yaml", values)
-    helm(
-        cluster,
-        "install",
-        RELEASE,
-        str(ROOT / "charts/eks-neuron"),
-        "-n",
-        NAMESPACE,
-        "--create-namespace",
-        "-f",
-        str(path),
-    )
+    values = release_values("trn2u.48xlarge", "dev", *DRA_ONLY, "neuron-ultraserver-operator.enabled=true")
+    install_umbrella(cluster, RELEASE, NAMESPACE, values, tmp_path_factory.mktemp("ultraserver") / "values.yaml")
     try:
         yield
     finally:

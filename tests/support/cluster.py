@@ -24,6 +24,21 @@ from tests.support.charts import PROJECT, ROOT
 READY_TIMEOUT_S = 180
 
 
+# The DRA path alone: the DRA driver instead of the device plugin and its schedulers, and nothing the
+# DRA tests do not look at.
+DRA_ONLY = (
+    "neuron-dra-driver.enabled=true",
+    "neuron-device-plugin.enabled=false",
+    "my-scheduler.enabled=false",
+    "neuron-scheduler.enabled=false",
+    "global.neuron.schedulerName=",
+    "neuron-monitor.enabled=false",
+    "neuron-problem-detector.enabled=false",
+    "grafana-dashboards.enabled=false",
+    "sd21-serving.enabled=false",
+)
+
+
 def release_values(instance: str, env: str, *sets: str) -> dict[str, Any]:
     """The values `nchart render INSTANCE --env ENV --values-only` prints."""
     return merged(value_sources(PROJECT, resolve_instance(instance), env, set_values=sets))
@@ -82,6 +97,15 @@ def run_doctor(cluster: LocalCluster, *args: str, answer: str | None = None) -> 
 
 def helm(cluster: LocalCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run_tool(cluster, "helm", *args, check=check)
+
+
+def install_umbrella(
+    cluster: LocalCluster, release: str, namespace: str, values: dict[str, Any], values_file: Path
+) -> None:
+    """`helm install RELEASE` of the umbrella chart into NAMESPACE (created) with `values`, written to `values_file`."""
+    write_values(values_file, values)
+    chart = str(ROOT / "charts/eks-neuron")
+    helm(cluster, "install", release, chart, "-n", namespace, "--create-namespace", "-f", str(values_file))
 
 
 def kubectl(cluster: LocalCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -30,6 +30,7 @@ COMMANDS = {
     "package": "package:package_command",
     "render": "render:render",
     "tf": "tf:tf_command",
+    "upstream": "upstream:upstream",
 }
 
 

@@ -35,6 +35,7 @@ from .pod_security_table import generate_pod_security_table
 from .podresources_stubs import generate_podresources_stubs
 from .readmes import generate_readmes
 from .schemas import generate_schemas
+from .upstream_table import generate_upstream_table
 
 Progress = Callable[[str], None]
 
@@ -47,6 +48,7 @@ STEPS: dict[str, Callable[[Project, bool, Generated], None]] = {
     "chart READMEs": generate_readmes,
     "dashboards": generate_dashboards,
     "Pod Security table": generate_pod_security_table,
+    "official chart versions table": generate_upstream_table,
     "platform add-ons": generate_platform_files,
     "PodResources stubs": generate_podresources_stubs,
 }
