@@ -121,3 +121,31 @@ def test_a_changed_podresources_proto_makes_the_stubs_stale(project_copy: Projec
     stale = {line.strip() for line in stderr.splitlines()}
     assert "pod-usage-exporter/src/neuron_pod_usage/podresources/v1/api_pb2.py" in stale, stderr
     assert "pod-usage-exporter/src/neuron_pod_usage/podresources/v1/api_pb2.pyi" in stale, stderr
+
+
+# The library chart has no values of its own.
+VALUED_CHARTS = [
+    p.parent.name for p in sorted((ROOT / "charts").glob("*/values.yaml")) if p.parent.name != "eks-neuron-lib"
+]
+
+
+@pytest.mark.parametrize("chart", VALUED_CHARTS)
+def test_every_value_in_a_chart_readme_has_its_description(chart: str) -> None:
+    rows = [line for line in (ROOT / "charts" / chart / "README.md").read_text().splitlines() if line.startswith("| ")]
+    values = [
+        row for row in rows[rows.index("| Key | Type | Default | Description |") + 1 :] if not row.startswith("|--")
+    ]
+    assert values and not [row for row in values if row.rstrip().endswith("|  |")]
+
+
+def test_a_space_before_dashes_in_a_values_comment_is_refused_with_its_line(project_copy: Project) -> None:
+    """helm-docs would read it as an old-style `key -- description` comment and lose the next value's."""
+    values = project_copy.charts_dir / "neuron-scheduler" / "values.yaml"
+    text = values.read_text()
+    line = text[: text.index("# -- Port the extender listens on")].count("\n") + 1
+    values.write_text(
+        text.replace("# -- Port the extender listens on", "# -- Port (extender --port) the extender listens on")
+    )
+    code, stderr = check(project_copy)
+    assert code == 2
+    assert f"charts/neuron-scheduler/values.yaml:{line}: a space before '--' in a comment" in stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,9 +12,34 @@ from ..core.tools import run_tool
 from ..errors import ExitCode, NchartError
 from .files import Generated, update
 
+# helm-docs also reads the old `# some.key -- description` form, with a greedy pattern
+# (`^\s*#\s*(.*)\s+--\s*(.*)$`, pkg/helm/chart_info.go in v1.14): a comment with a space before "--"
+# anywhere in it becomes a description of a key named by the text before it, and the `# --` comment of
+# the value below is swallowed as its continuation, so that value's description is silently lost.
+_MISREAD_DASHES = re.compile(r"\s--")
+
+
+def misread_comments(values: Path) -> list[str]:
+    """`file:line` of each comment helm-docs would misread, as the error names them."""
+    found = []
+    for number, line in enumerate(values.read_text(encoding="utf-8").splitlines(), start=1):
+        comment = line.partition("#")[2] if line.lstrip().startswith("#") else ""
+        text = comment.strip().removeprefix("-- ")
+        if _MISREAD_DASHES.search(text):
+            found.append(f"{values}:{number}")
+    return found
+
 
 def generate_readmes(project: Project, check: bool, result: Generated) -> None:
     """Chart READMEs, from helm-docs run over a copy (so a check writes nothing)."""
+    misread = [place for chart in project.charts() for place in misread_comments(chart / "values.yaml")]
+    if misread:
+        raise NchartError(
+            f"{', '.join(str(Path(p).relative_to(project.root)) for p in misread)}: a space before '--' in a comment "
+            "makes helm-docs drop the description of the value below it; write a flag in backticks with no space "
+            "before its dashes (`--flag`)",
+            ExitCode.USAGE,
+        )
     helm_docs = project.tool("helm-docs")
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "charts"
