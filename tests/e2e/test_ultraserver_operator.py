@@ -14,6 +14,7 @@ import pytest
 
 from nchart.localcluster.cluster import LocalCluster
 from nchart.localcluster.nodes import SYSTEM_NODE
+from tests.support.charts import ROOT
 from tests.support.cluster import DRA_ONLY, Pending, helm, install_umbrella, release_values, wait_for
 
 RELEASE = "ultraserver"
@@ -58,7 +59,8 @@ def release(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> 
 
             # Helm leaves CRDs behind on uninstall (by design); the shared cluster gets them removed.
             extensions = client.ApiextensionsV1Api(api)
-            for name in CRDS:
+            installed = {c.metadata.name for c in extensions.list_custom_resource_definition().items}
+            for name in set(CRDS) & installed:  # the doctor test deletes one on purpose
                 extensions.delete_custom_resource_definition(name)
             core = client.CoreV1Api(api)
             if any(n.metadata.name == MEMBER for n in core.list_node().items):
@@ -213,3 +215,37 @@ def test_the_operator_may_do_what_upstream_grants_and_nothing_else(
             )
         )
     assert review.status.allowed is allowed, review.status
+
+
+def test_doctor_finds_the_operators_crds_current_then_stale_then_missing(cluster: LocalCluster, release: None) -> None:
+    """Helm never upgrades a chart's crds/: doctor compares the cluster's with the checkout's."""
+    from kubernetes import client
+
+    from nchart.doctor.checks.chart_crds import chart_crds, check_chart_crds
+    from nchart.doctor.state import ClusterState, utc_now
+
+    def findings(api: object) -> list[tuple[str, str, str]]:
+        state = ClusterState.read(api)
+        state.chart_crds = chart_crds(ROOT / "charts")
+        ours = [f for f in check_chart_crds(state, utc_now()) if NAMESPACE in f.object or "neuron.aws.com" in f.object]
+        return [(f.severity.value, f.object, f.message) for f in ours]
+
+    workloads_crd = "neuronultraserverworkloads.neuron.aws.com"
+    with cluster.api_client() as api:
+        assert findings(api) == []  # as installed: the chart's own
+        extensions = client.ApiextensionsV1Api(api)
+        crd = extensions.read_custom_resource_definition(workloads_crd)
+        spec = crd.spec.versions[0].schema.open_apiv3_schema.properties["spec"]
+        spec.properties["serverCount"].maximum = 8  # an older or hand-edited schema
+        extensions.replace_custom_resource_definition(workloads_crd, crd)
+        ((severity, where, message),) = findings(api)
+        assert severity == "warning" and where == f"CustomResourceDefinition/{workloads_crd}"
+        assert "v1beta1 differ from the chart's neuron-ultraserver-operator/crds/" in message
+        extensions.delete_custom_resource_definition(workloads_crd)
+        wait_for(
+            lambda: all(c.metadata.name != workloads_crd for c in extensions.list_custom_resource_definition().items),
+            "the CRD deleted",
+        )
+        ((severity, where, message),) = findings(api)
+        assert (severity, where) == ("error", f"Deployment/{NAMESPACE}/{OPERATOR}")
+        assert f"without its CustomResourceDefinition {workloads_crd}" in message

@@ -43,18 +43,20 @@ def doctor(
     from ..core.addons import load_addons
     from ..core.names import USAGE_MAPS
     from ..doctor import diagnose, exit_code
+    from ..doctor.checks.chart_crds import chart_crds
     from ..doctor.client import kubernetes_client, read_cluster
     from ..doctor.findings import table
     from ..doctor.fix import clear_usage_maps, clearable_usage_maps
     from ..doctor.state import utc_now
 
     api_client = kubernetes_client(kubeconfig, context)
-    addons = load_addons(project_of(ctx).root)
+    project = project_of(ctx)
+    addons, crds = load_addons(project.root), chart_crds(project.charts_dir)
 
     def diagnosed() -> tuple[Any, list[Any]]:
         """The cluster as it is now and its findings, less the skipped checks'."""
         state = read_cluster(api_client)
-        state.addons = addons
+        state.addons, state.chart_crds = addons, crds
         return state, [f for f in diagnose(state, utc_now()) if f.check not in skipped]
 
     with api_client:

@@ -25,6 +25,9 @@ CUSTOM_KINDS = {
     "EC2NodeClass": ("karpenter.k8s.aws", "v1", "ec2nodeclasses"),
 }
 PART_OF = "app.kubernetes.io/part-of"
+# The API groups of the CRDs our charts ship (in a chart's crds/, which Helm installs once and never
+# upgrades): doctor reads these CRDs to compare them with the checkout's.
+OWN_CRD_GROUPS = ("neuron.aws.com",)
 
 
 @dataclasses.dataclass
@@ -48,6 +51,9 @@ class ClusterState:
     custom: dict[str, list[Json]] = dataclasses.field(default_factory=dict)
     # terraform/addons.yaml, for the versions the fixes name.
     addons: dict[str, Addon] = dataclasses.field(default_factory=dict)
+    # The cluster's CRDs of OWN_CRD_GROUPS, and the checkout's (charts/*/crds/, by file), to compare.
+    crds: list[Json] = dataclasses.field(default_factory=list)
+    chart_crds: dict[str, Json] = dataclasses.field(default_factory=dict)
 
     def custom_objects(self, kind: str) -> list[Json]:
         """Objects of one of CUSTOM_KINDS, by kind."""
@@ -90,6 +96,11 @@ class ClusterState:
             ingresses=items(client.NetworkingV1Api(api_client).list_ingress_for_all_namespaces),
             api_services=items(client.ApiregistrationV1Api(api_client).list_api_service),
             custom={kind: custom_items(*where) for kind, where in CUSTOM_KINDS.items()},
+            crds=[
+                crd
+                for crd in items(client.ApiextensionsV1Api(api_client).list_custom_resource_definition)
+                if (crd.get("spec") or {}).get("group") in OWN_CRD_GROUPS
+            ],
         )
 
 

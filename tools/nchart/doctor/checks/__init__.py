@@ -8,6 +8,7 @@ from collections.abc import Callable
 from ..findings import Finding
 from ..state import ClusterState
 from .autoscaling_wiring import check_node_pools, check_scaled_objects
+from .chart_crds import check_chart_crds
 from .device_plugin import check_device_plugins
 from .monitoring_wiring import check_grafana_dashboards, check_prometheus_selection
 from .pending_pod import check_pending_pods
@@ -30,12 +31,14 @@ CHECKS: tuple[Check, ...] = (
     check_grafana_dashboards,
     check_node_pools,
     check_scaled_objects,
+    check_chart_crds,
 )
 
 # The `check` name of every finding the checks above report (what `nchart doctor --skip` takes); a test
 # holds this to the names the check modules use.
 CHECK_NAMES: tuple[str, ...] = (
     "allocatable",
+    "chart-crds",
     "device-plugin",
     "extender",
     "grafana-dashboards",
