@@ -188,6 +188,25 @@ def test_helm_bin_names_the_helm_and_a_wrong_one_is_reported(monkeypatch: pytest
     assert any(o["kind"] == "DaemonSet" for o in json.loads(result.stdout))
 
 
+@pytest.mark.parametrize(
+    "prints,says",
+    [
+        ("echo v2.17.0+ga690bad", "is Helm v2.17.0+ga690bad: nchart needs Helm 3 (3.x; tested 3.22) or Helm 4"),
+        ("echo 'Error: unknown flag: --template' >&2; exit 1", "is not a helm nchart can use (Error: unknown flag"),
+    ],
+)
+def test_a_helm_of_an_unsupported_major_is_refused_saying_which_helm_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prints: str, says: str
+) -> None:
+    helm = tmp_path / "helm"
+    helm.write_text(f"#!/bin/sh\n{prints}\n")
+    helm.chmod(0o755)
+    monkeypatch.setenv("HELM_BIN", str(helm))
+    result = CliRunner(mix_stderr=False).invoke(cli, ["--root", str(ROOT), "render", "inf2.xlarge"])
+    assert result.exit_code == ExitCode.TOOL_MISSING
+    assert f"{helm} {says}" in result.stderr and "make tools" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_envvar_prefix_sets_options() -> None:
     result = CliRunner(mix_stderr=False).invoke(
         cli, ["render", "inf2.xlarge", "--values-only"], env={"NCHART_ROOT": str(ROOT), "NCHART_RENDER_ENV": "dev"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -77,7 +78,7 @@ class Project:
         HELM_BIN first when it is set (the variable Helm itself gives its plugins): bin/helm is Helm 3,
         bin/helm4 Helm 4, and nchart works with either."""
         if name == "helm" and os.environ.get("HELM_BIN"):
-            return _helm_bin(os.environ["HELM_BIN"])
+            return supported_helm(_helm_bin(os.environ["HELM_BIN"]))
         local = self.root / "bin" / name
         if local.is_file() and os.access(local, os.X_OK):
             return str(local)
@@ -85,11 +86,40 @@ class Project:
 
         found = shutil.which(name)
         if found:
-            return found
+            # bin/'s helm builds are pinned; one from PATH may be any release.
+            return supported_helm(found) if name == "helm" else found
         raise NchartError(
             f"{name} not found in {self.root / 'bin'} or on PATH; run `make tools` to build the pinned version",
             ExitCode.TOOL_MISSING,
         )
+
+
+# The Helm majors the charts and nchart support (README, "Supported versions"; bin/ builds 3.22.0 and 4.3.1).
+SUPPORTED_HELM_MAJORS = (3, 4)
+
+
+@functools.cache
+def supported_helm(path: str) -> str:
+    """`path` when it is a Helm of a supported major; else an error that says which Helm nchart needs."""
+    import re
+    import subprocess
+
+    needs = "nchart needs Helm 3 (3.x; tested 3.22) or Helm 4 (tested 4.3); `make tools` builds both into bin/"
+    try:
+        run = subprocess.run(
+            [path, "version", "--template", "{{.Version}}"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise NchartError(f"{path} does not run as helm ({error}): {needs}", ExitCode.TOOL_MISSING) from None
+    version = re.match(r"v(\d+)\.(\d+)", run.stdout.strip())
+    if run.returncode != 0 or version is None:
+        said = (run.stderr or run.stdout).strip().splitlines()[:1]
+        raise NchartError(
+            f"{path} is not a helm nchart can use ({' '.join(said) or 'no version'}): {needs}", ExitCode.TOOL_MISSING
+        )
+    if int(version[1]) not in SUPPORTED_HELM_MAJORS:
+        raise NchartError(f"{path} is Helm {run.stdout.strip()}: {needs}", ExitCode.TOOL_MISSING)
+    return path
 
 
 def _helm_bin(chosen: str) -> str:
