@@ -386,6 +386,40 @@ def test_pending_neuron_pods_and_quota_refusals_get_their_reason(doctor_cluster:
     clean(doctor_cluster)
 
 
+def test_a_serving_deployment_whose_token_secret_is_missing(doctor_cluster: LocalCluster, stack: Stack) -> None:
+    """Pods that mount a Secret that is not there wait in ContainerCreating; doctor names the Secret, and
+    for the API tokens the values that name it. It reads Secrets' metadata only."""
+    from kubernetes import client
+
+    with api(doctor_cluster) as connection:
+        core, apps = client.CoreV1Api(connection), client.AppsV1Api(connection)
+        [serving] = apps.list_deployment_for_all_namespaces(label_selector="app.kubernetes.io/name=sd21-serving").items
+        name, namespace = serving.metadata.name, serving.metadata.namespace
+        volumes = len(serving.spec.template.spec.volumes or [])
+        tokens = {"name": "api-tokens", "secret": {"secretName": "doctor-missing-tokens"}}
+        apps.patch_namespaced_deployment(
+            name, namespace, [{"op": "add", "path": "/spec/template/spec/volumes/-", "value": tokens}]
+        )
+        try:
+            code, findings, _ = doctor(doctor_cluster)
+            [finding] = findings_of(findings, "serving-namespace")
+            assert code == 3 and finding["severity"] == "error"
+            assert (
+                f"its Secret {namespace}/doctor-missing-tokens (volume api-tokens) does not exist" in finding["message"]
+            )
+            assert "sd21-serving.auth.existingSecret" in finding["fix"]
+            core.create_namespaced_secret(
+                namespace, {"metadata": {"name": "doctor-missing-tokens"}, "stringData": {"ci": "x" * 24}}
+            )
+            assert findings_of(doctor(doctor_cluster)[1], "serving-namespace") == []
+        finally:
+            apps.patch_namespaced_deployment(
+                name, namespace, [{"op": "remove", "path": f"/spec/template/spec/volumes/{volumes}"}]
+            )
+            core.delete_namespaced_secret("doctor-missing-tokens", namespace)
+    clean(doctor_cluster)
+
+
 def test_a_serving_namespace_without_what_the_pods_need(doctor_cluster: LocalCluster, stack: Stack) -> None:
     from kubernetes import client
 

@@ -51,6 +51,8 @@ class ClusterState:
     custom: dict[str, list[Json]] = dataclasses.field(default_factory=dict)
     # terraform/addons.yaml, for the versions the fixes name.
     addons: dict[str, Addon] = dataclasses.field(default_factory=dict)
+    # Every Secret's metadata, without its data (doctor asks the API for PartialObjectMetadata).
+    secrets: list[Json] = dataclasses.field(default_factory=list)
     # The cluster's CRDs of OWN_CRD_GROUPS, and the checkout's (charts/*/crds/, by file), to compare.
     crds: list[Json] = dataclasses.field(default_factory=list)
     chart_crds: dict[str, Json] = dataclasses.field(default_factory=dict)
@@ -81,6 +83,14 @@ class ClusterState:
                     return []
                 raise
 
+        def metadata_items(path: str) -> list[Json]:
+            # Names only: the API server answers PartialObjectMetadata, so no Secret's data is read.
+            accept = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+            response = api_client.call_api(
+                path, "GET", header_params={"Accept": accept}, auth_settings=["BearerToken"], _preload_content=False
+            )[0]
+            return list(json.loads(response.data).get("items") or [])
+
         return cls(
             nodes=items(core.list_node),
             pods=items(core.list_pod_for_all_namespaces),
@@ -96,6 +106,7 @@ class ClusterState:
             ingresses=items(client.NetworkingV1Api(api_client).list_ingress_for_all_namespaces),
             api_services=items(client.ApiregistrationV1Api(api_client).list_api_service),
             custom={kind: custom_items(*where) for kind, where in CUSTOM_KINDS.items()},
+            secrets=metadata_items("/api/v1/secrets"),
             crds=[
                 crd
                 for crd in items(client.ApiextensionsV1Api(api_client).list_custom_resource_definition)

@@ -1,5 +1,6 @@
-"""serving-namespace: a serving Deployment's ServiceAccount exists and has an IAM role, and its namespace's Pod
-Security level allows its hostPath model cache."""
+"""serving-namespace: a serving Deployment's ServiceAccount exists and has an IAM role, the Secrets its pods
+mount or read exist (the API tokens above all), and its namespace's Pod Security level allows its hostPath
+model cache."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ...core.names import ROLE_ARN_ANNOTATION
 from ..findings import Finding, Severity
 from ..state import (
     ClusterState,
+    Json,
     labels_of,
     name_of,
     namespace_of,
@@ -51,6 +53,26 @@ def check_serving_namespaces(state: ClusterState, now: dt.datetime) -> list[Find
                     "(sd21-serving.serviceAccount.iamRoleArn; nchart tf apply writes it)",
                 )
             )
+        secrets = {name_of(s) for s in state.secrets if namespace_of(s) == namespace}
+        for secret, used_as in sorted(required_secrets(spec).items()):
+            if secret in secrets:
+                continue
+            tokens = used_as == "volume api-tokens"
+            findings.append(
+                Finding(
+                    Severity.ERROR,
+                    "serving-namespace",
+                    where,
+                    f"its Secret {namespace}/{secret} ({used_as}) does not exist: its pods cannot start "
+                    f"({'ContainerCreating' if used_as.startswith('volume') else 'CreateContainerConfigError'})",
+                    (
+                        f"kubectl -n {namespace} create secret generic {secret} --from-literal=<client>=<token> "
+                        "(sd21-serving.auth.existingSecret names it; or leave that empty and set sd21-serving.auth.tokens)"
+                        if tokens
+                        else f"create Secret {namespace}/{secret}, or correct the value that names it"
+                    ),
+                )
+            )
         level = labels_of(namespaces.get(namespace, {})).get("pod-security.kubernetes.io/enforce", "privileged")
         uses_host_path = any("hostPath" in v for v in spec.get("volumes") or [])
         if uses_host_path and level in ("baseline", "restricted"):
@@ -65,3 +87,26 @@ def check_serving_namespaces(state: ClusterState, now: dt.datetime) -> list[Find
                 )
             )
     return findings
+
+
+def required_secrets(spec: Json) -> dict[str, str]:
+    """Secret name -> how the pod uses it, for each Secret a pod of `spec` cannot start without."""
+    needed: dict[str, str] = {}
+    for volume in spec.get("volumes") or []:
+        secret = volume.get("secret") or {}
+        if secret.get("secretName") and not secret.get("optional"):
+            needed.setdefault(secret["secretName"], f"volume {volume.get('name')}")
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            projected = source.get("secret") or {}
+            if projected.get("name") and not projected.get("optional"):
+                needed.setdefault(projected["name"], f"volume {volume.get('name')}")
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for env in container.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if ref.get("name") and not ref.get("optional"):
+                needed.setdefault(ref["name"], f"env {env.get('name')} of container {container.get('name')}")
+        for source in container.get("envFrom") or []:
+            ref = source.get("secretRef") or {}
+            if ref.get("name") and not ref.get("optional"):
+                needed.setdefault(ref["name"], f"envFrom of container {container.get('name')}")
+    return needed
