@@ -161,6 +161,60 @@ def test_a_healthy_install_reports_clean(doctor_cluster: LocalCluster, stack: St
     assert table.returncode == 0 and table.stdout.strip() == "no problems found"
 
 
+# What a read-only role for doctor may hold without Secrets or CRDs (RBAC only adds: so every group it
+# reads, by name, and the core group's resources but secrets).
+READER_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["nodes", "pods", "services", "configmaps", "namespaces", "serviceaccounts", "events"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {
+        "apiGroups": [
+            "apps",
+            "discovery.k8s.io",
+            "coordination.k8s.io",
+            "networking.k8s.io",
+            "apiregistration.k8s.io",
+            "monitoring.coreos.com",
+            "keda.sh",
+            "karpenter.sh",
+            "karpenter.k8s.aws",
+        ],
+        "resources": ["*"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
+
+
+def test_doctor_without_rights_to_secrets_or_crds_skips_what_needs_them(
+    doctor_cluster: LocalCluster, stack: Stack, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    name = "doctor-reader"
+    with api(doctor_cluster) as connection:
+        core, rbac = client.CoreV1Api(connection), client.RbacAuthorizationV1Api(connection)
+        core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": name}})
+        rbac.create_cluster_role({"metadata": {"name": name}, "rules": READER_RULES})
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}],
+            }
+        )
+        try:
+            reader = doctor_cluster.service_account_kubeconfig(NAMESPACE, name, tmp_path / "reader.kubeconfig")
+            clean(doctor_cluster)
+            code, findings, stderr = doctor(doctor_cluster, kubeconfig=reader)
+            assert (code, findings) == (0, []), stderr
+        finally:
+            rbac.delete_cluster_role_binding(name)
+            rbac.delete_cluster_role(name)
+            core.delete_namespaced_service_account(name, NAMESPACE)
+
+
 def test_allocatable_that_differs_from_the_catalog(doctor_cluster: LocalCluster, stack: Stack) -> None:
     from kubernetes import client
 

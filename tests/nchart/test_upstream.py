@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from nchart.cli import cli
 from nchart.core.project import Project
 from nchart.core.upstream import RECORD, compare, differences, load_record, rendered_images, shipped_images
-from nchart.errors import NchartError
+from nchart.errors import ExitCode, NchartError
 from tests.support.charts import PROJECT, ROOT, find, render_objects
 
 
@@ -115,6 +115,7 @@ def test_a_malformed_record_names_the_key(tmp_path: Path, edit: object, says: st
     with pytest.raises(NchartError) as caught:
         load_record(path)
     assert caught.value.message.startswith("upstream.yaml: ") and says in caught.value.message
+    assert caught.value.exit_code == ExitCode.USAGE
 
 
 def test_every_recorded_release_names_its_sources() -> None:

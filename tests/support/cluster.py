@@ -84,11 +84,15 @@ def run_tool(
     return result
 
 
-def run_doctor(cluster: LocalCluster, *args: str, answer: str | None = None) -> tuple[int, list[dict[str, Any]], str]:
-    """The real `nchart doctor -o json` against the cluster: (exit code, findings, stderr)."""
+def run_doctor(
+    cluster: LocalCluster, *args: str, answer: str | None = None, kubeconfig: Path | None = None
+) -> tuple[int, list[dict[str, Any]], str]:
+    """The real `nchart doctor -o json` against the cluster (as `kubeconfig`'s identity, default the
+    admin's): (exit code, findings, stderr)."""
     nchart = Path(sys.executable).with_name("nchart")
+    config = str(kubeconfig or cluster.kubeconfig)
     result = subprocess.run(
-        [str(nchart), "--root", str(ROOT), "doctor", "--kubeconfig", str(cluster.kubeconfig), "-o", "json", *args],
+        [str(nchart), "--root", str(ROOT), "doctor", "--kubeconfig", config, "-o", "json", *args],
         capture_output=True, text=True, timeout=120, input=answer, check=False,
     )  # fmt: skip
     assert "Traceback" not in result.stderr and result.stdout.startswith("["), (result.returncode, result.stderr)

@@ -66,7 +66,8 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def _bad(path: Path, key: str, expected: str) -> NchartError:
-    return NchartError(f"{path.name}: {key}: expected {expected}")
+    # Exit 2, as other bad input: exit 1 is the comparison's "differs".
+    return UsageError(f"{path.name}: {key}: expected {expected}")
 
 
 def _release(path: Path, version: str, entry: Any, components: dict[str, str]) -> Release:

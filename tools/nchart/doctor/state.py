@@ -51,10 +51,12 @@ class ClusterState:
     custom: dict[str, list[Json]] = dataclasses.field(default_factory=dict)
     # terraform/addons.yaml, for the versions the fixes name.
     addons: dict[str, Addon] = dataclasses.field(default_factory=dict)
-    # Every Secret's metadata, without its data (doctor asks the API for PartialObjectMetadata).
-    secrets: list[Json] = dataclasses.field(default_factory=list)
-    # The cluster's CRDs of OWN_CRD_GROUPS, and the checkout's (charts/*/crds/, by file), to compare.
-    crds: list[Json] = dataclasses.field(default_factory=list)
+    # Every Secret's metadata, without its data (doctor asks the API for PartialObjectMetadata); None
+    # where the identity doctor runs as may not list Secrets (the checks that need them then skip).
+    secrets: list[Json] | None = dataclasses.field(default_factory=list)
+    # The cluster's CRDs of OWN_CRD_GROUPS (None where it may not list CRDs), and the checkout's
+    # (charts/*/crds/, by file), to compare.
+    crds: list[Json] | None = dataclasses.field(default_factory=list)
     chart_crds: dict[str, Json] = dataclasses.field(default_factory=dict)
 
     def custom_objects(self, kind: str) -> list[Json]:
@@ -83,13 +85,27 @@ class ClusterState:
                     return []
                 raise
 
-        def metadata_items(path: str) -> list[Json]:
+        def metadata_items(path: str) -> list[Json] | None:
             # Names only: the API server answers PartialObjectMetadata, so no Secret's data is read.
             accept = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
-            response = api_client.call_api(
-                path, "GET", header_params={"Accept": accept}, auth_settings=["BearerToken"], _preload_content=False
-            )[0]
+            try:
+                response = api_client.call_api(
+                    path, "GET", header_params={"Accept": accept}, auth_settings=["BearerToken"], _preload_content=False
+                )[0]
+            except client.ApiException as error:
+                if error.status == 403:  # not granted to this identity: the checks skip what needs it
+                    return None
+                raise
             return list(json.loads(response.data).get("items") or [])
+
+        def own_crds() -> list[Json] | None:
+            try:
+                listed = items(client.ApiextensionsV1Api(api_client).list_custom_resource_definition)
+            except client.ApiException as error:
+                if error.status == 403:
+                    return None
+                raise
+            return [crd for crd in listed if (crd.get("spec") or {}).get("group") in OWN_CRD_GROUPS]
 
         return cls(
             nodes=items(core.list_node),
@@ -107,11 +123,7 @@ class ClusterState:
             api_services=items(client.ApiregistrationV1Api(api_client).list_api_service),
             custom={kind: custom_items(*where) for kind, where in CUSTOM_KINDS.items()},
             secrets=metadata_items("/api/v1/secrets"),
-            crds=[
-                crd
-                for crd in items(client.ApiextensionsV1Api(api_client).list_custom_resource_definition)
-                if (crd.get("spec") or {}).get("group") in OWN_CRD_GROUPS
-            ],
+            crds=own_crds(),
         )
 
 

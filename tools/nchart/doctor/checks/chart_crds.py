@@ -35,6 +35,8 @@ def _schemas(crd: Json) -> dict[str, Json]:
 
 
 def check_chart_crds(state: ClusterState, now: dt.datetime) -> list[Finding]:
+    if state.crds is None:  # doctor may not list CRDs here
+        return []
     findings = []
     live = {name_of(crd): crd for crd in state.crds}
     controllers = {labels_of(d).get("app.kubernetes.io/name"): d for d in state.deployments}

@@ -53,9 +53,9 @@ def check_serving_namespaces(state: ClusterState, now: dt.datetime) -> list[Find
                     "(sd21-serving.serviceAccount.iamRoleArn; nchart tf apply writes it)",
                 )
             )
-        secrets = {name_of(s) for s in state.secrets if namespace_of(s) == namespace}
+        secrets = {name_of(s) for s in state.secrets or [] if namespace_of(s) == namespace}
         for secret, used_as in sorted(required_secrets(spec).items()):
-            if secret in secrets:
+            if state.secrets is None or secret in secrets:  # None: doctor may not list Secrets here
                 continue
             tokens = used_as == "volume api-tokens"
             findings.append(
