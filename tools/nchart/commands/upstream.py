@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import click
 
 from .common import project_of
-
-if TYPE_CHECKING:
-    from ..core.upstream import Row
 
 
 @click.command()
@@ -54,12 +50,6 @@ def upstream(ctx: click.Context, version: str | None, output: str) -> None:
     different = differences(rows)
     if different:
         names = ", ".join(
-            f"{row.component} ({short(row)}; official {row.official.rpartition(':')[2]})" for row in different
+            f"{row.component} ({row.our_tags()}; official {row.official.rpartition(':')[2]})" for row in different
         )
         raise NchartError(f"our charts differ from the official chart {release.version} in: {names}")
-
-
-def short(row: Row) -> str:
-    """Our tags of a compared component, without the repository the official image names."""
-    repository = row.official.rpartition(":")[0]
-    return row.ours.replace(f"{repository}:", "")

@@ -60,6 +60,10 @@ class Row:
     ours: str
     status: str  # "same", "differs", "departs" (on purpose), "missing" (we ship no such image)
 
+    def our_tags(self) -> str:
+        """What `ours` holds without the repository `official` names: our tags, or the departure's reason."""
+        return self.ours.replace(f"{self.official.rpartition(':')[0]}:", "")
+
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))

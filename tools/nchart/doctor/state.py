@@ -85,26 +85,30 @@ class ClusterState:
                     return []
                 raise
 
-        def metadata_items(path: str) -> list[Json] | None:
-            # Names only: the API server answers PartialObjectMetadata, so no Secret's data is read.
-            accept = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+        def unless_forbidden(read: Any) -> list[Json] | None:
+            """None where this identity may not list them (403): the checks that need them skip."""
             try:
-                response = api_client.call_api(
-                    path, "GET", header_params={"Accept": accept}, auth_settings=["BearerToken"], _preload_content=False
-                )[0]
-            except client.ApiException as error:
-                if error.status == 403:  # not granted to this identity: the checks skip what needs it
-                    return None
-                raise
-            return list(json.loads(response.data).get("items") or [])
-
-        def own_crds() -> list[Json] | None:
-            try:
-                listed = items(client.ApiextensionsV1Api(api_client).list_custom_resource_definition)
+                listed: list[Json] = read()
             except client.ApiException as error:
                 if error.status == 403:
                     return None
                 raise
+            return listed
+
+        def secret_names() -> list[Json]:
+            # Names only: the API server answers PartialObjectMetadata, so no Secret's data is read.
+            accept = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+            response = api_client.call_api(
+                "/api/v1/secrets",
+                "GET",
+                header_params={"Accept": accept},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )[0]
+            return list(json.loads(response.data).get("items") or [])
+
+        def own_crds() -> list[Json]:
+            listed = items(client.ApiextensionsV1Api(api_client).list_custom_resource_definition)
             return [crd for crd in listed if (crd.get("spec") or {}).get("group") in OWN_CRD_GROUPS]
 
         return cls(
@@ -122,8 +126,8 @@ class ClusterState:
             ingresses=items(client.NetworkingV1Api(api_client).list_ingress_for_all_namespaces),
             api_services=items(client.ApiregistrationV1Api(api_client).list_api_service),
             custom={kind: custom_items(*where) for kind, where in CUSTOM_KINDS.items()},
-            secrets=metadata_items("/api/v1/secrets"),
-            crds=own_crds(),
+            secrets=unless_forbidden(secret_names),
+            crds=unless_forbidden(own_crds),
         )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..core.project import Project
 from ..core.tools import run_tool
 from ..errors import ExitCode, NchartError
-from .files import Generated, update
+from .files import Generated, relative, update
 
 # helm-docs also reads the old `# some.key -- description` form, with a greedy pattern
 # (`^\s*#\s*(.*)\s+--\s*(.*)$`, pkg/helm/chart_info.go in v1.14): a comment with a space before "--"
@@ -19,23 +19,26 @@ from .files import Generated, update
 _MISREAD_DASHES = re.compile(r"\s--")
 
 
-def misread_comments(values: Path) -> list[str]:
-    """`file:line` of each comment helm-docs would misread, as the error names them."""
+def misread_comments(values: Path) -> list[int]:
+    """The lines of the comments in `values` that helm-docs would misread."""
     found = []
     for number, line in enumerate(values.read_text(encoding="utf-8").splitlines(), start=1):
         comment = line.partition("#")[2] if line.lstrip().startswith("#") else ""
-        text = comment.strip().removeprefix("-- ")
-        if _MISREAD_DASHES.search(text):
-            found.append(f"{values}:{number}")
+        if _MISREAD_DASHES.search(comment.strip().removeprefix("-- ")):
+            found.append(number)
     return found
 
 
 def generate_readmes(project: Project, check: bool, result: Generated) -> None:
     """Chart READMEs, from helm-docs run over a copy (so a check writes nothing)."""
-    misread = [place for chart in project.charts() for place in misread_comments(chart / "values.yaml")]
+    misread = [
+        f"{relative(project, values)}:{number}"
+        for values in (chart / "values.yaml" for chart in project.charts())
+        for number in misread_comments(values)
+    ]
     if misread:
         raise NchartError(
-            f"{', '.join(str(Path(p).relative_to(project.root)) for p in misread)}: a space before '--' in a comment "
+            f"{', '.join(misread)}: a space before '--' in a comment "
             "makes helm-docs drop the description of the value below it; write a flag in backticks with no space "
             "before its dashes (`--flag`)",
             ExitCode.USAGE,

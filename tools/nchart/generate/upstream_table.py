@@ -10,26 +10,19 @@ from .files import Generated, update_readme_section
 
 def upstream_table(project: Project) -> str:
     record = load_record()
-    images = shipped_images(project)
-    columns = [
-        (release, {row.component: row for row in compare(record, release, images)})
-        for release in record.releases.values()
-    ]
+    releases = list(record.releases.values())
+    # Our column is the same against every release (our tags, or a departure's reason): compare once.
+    ours = {row.component: row for row in compare(record, releases[0], shipped_images(project))}
     header = ["component"]
-    for release, _ in columns:
+    for release in releases:
         evidence = "verified" if release.verified else "unverified"
         header.append(f"official {release.version} ({release.released}, {evidence})")
     header.append("eks-neuron")
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for component, repository in record.components.items():
-        cells = [f"{component} (`{repository}`)"]
-        cells += [release.tags[component] for release, _ in columns]
-        newest = columns[0][1][component]
-        if newest.status == "departs":
-            ours = f"departs: {newest.ours}"
-        else:
-            ours = ", ".join(tag.rpartition(":")[2] for tag in newest.ours.split(", "))
-        cells.append(ours)
+        row = ours[component]
+        cells = [f"{component} (`{repository}`)", *(release.tags[component] for release in releases)]
+        cells.append(f"departs: {row.ours}" if row.status == "departs" else row.our_tags())
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
